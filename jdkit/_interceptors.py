@@ -1,0 +1,89 @@
+"""The interceptor chain every JobDistributor call goes through.
+
+grpclib has no interceptors, so jdkit composes its own, once, when the client
+is built (grpc.aio style): each interceptor gets the call and a `proceed`
+function for the rest of the chain. The built-in order, outermost first:
+
+    DeadlineInterceptor  ->  user interceptors  ->  RetryInterceptor
+        ->  AuthInterceptor  ->  transport (grpclib channel; errors mapped)
+
+Write your own by subclassing `Interceptor` and overriding either hook; the
+defaults pass the call through untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import betterproto2
+
+from jdkit._methods import Method
+
+Message = betterproto2.Message
+
+
+@dataclass(slots=True)
+class Call:
+    """One logical call as it travels the chain.
+
+    `metadata` is mutable and rebuilt per attempt by the interceptors that own
+    it; `deadline` is absolute on `time.monotonic()`, None for no deadline.
+    """
+
+    method: Method
+    request: Message
+    metadata: dict[str, str] = field(default_factory=dict)
+    deadline: float | None = None
+    attempt: int = 1
+    #: Per-call overrides (e.g. {"retry": RetryPolicy(...)}) read by interceptors.
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def time_remaining(self) -> float | None:
+        if self.deadline is None:
+            return None
+        return self.deadline - time.monotonic()
+
+
+UnaryNext = Callable[[Call], Awaitable[Message]]
+StreamNext = Callable[[Call], AsyncIterator[Message]]
+
+
+class Interceptor:
+    """Base class: override `unary` and/or `stream`."""
+
+    async def unary(self, call: Call, proceed: UnaryNext) -> Message:
+        return await proceed(call)
+
+    def stream(self, call: Call, proceed: StreamNext) -> AsyncIterator[Message]:
+        return proceed(call)
+
+
+def chain_unary(interceptors: Sequence[Interceptor], terminal: UnaryNext) -> UnaryNext:
+    proceed = terminal
+    for icp in reversed(interceptors):
+        proceed = _bind_unary(icp, proceed)
+    return proceed
+
+
+def chain_stream(interceptors: Sequence[Interceptor], terminal: StreamNext) -> StreamNext:
+    proceed = terminal
+    for icp in reversed(interceptors):
+        proceed = _bind_stream(icp, proceed)
+    return proceed
+
+
+def _bind_unary(icp: Interceptor, proceed: UnaryNext) -> UnaryNext:
+    async def step(call: Call) -> Message:
+        return await icp.unary(call, proceed)
+
+    return step
+
+
+def _bind_stream(icp: Interceptor, proceed: StreamNext) -> StreamNext:
+    def step(call: Call) -> AsyncIterator[Message]:
+        return icp.stream(call, proceed)
+
+    return step

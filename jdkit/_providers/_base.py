@@ -1,0 +1,87 @@
+"""The provider protocol: something that owns a JD connection's whole lifecycle.
+
+    async with SomeProvider(config) as jd:     # initialize() on enter
+        await jd.list_nodes()
+    # on exit (normal, exception or cancellation): every channel closed and
+    # everything the provider started (servers, containers) stopped.
+
+`initialize()` is idempotent: a second call returns the same client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import anyio
+
+from jdkit._exceptions import JDError
+
+if TYPE_CHECKING:
+    from jdkit._client import JobDistributor
+
+
+class ProviderNotInitializedError(JDError):
+    """The provider's client was asked for before `initialize()`."""
+
+
+class Provider:
+    """Base class; subclasses implement `_start()` and `_stop()`.
+
+    `_start()` returns the connected client; `_stop()` must release everything
+    `_start()` acquired and must tolerate a partial start.
+    """
+
+    name: str = "provider"
+
+    def __init__(self) -> None:
+        self._client: JobDistributor | None = None
+        self._lock = anyio.Lock()
+
+    @property
+    def client(self) -> JobDistributor:
+        if self._client is None:
+            raise ProviderNotInitializedError(
+                f"{self.name} provider is not initialized; call `await provider.initialize()` "
+                "or use `async with provider as jd:`"
+            )
+        return self._client
+
+    async def initialize(self) -> JobDistributor:
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await self._start()
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await self._stop()
+                    raise
+            return self._client
+
+    async def aclose(self) -> None:
+        # Shielded so cancellation of the caller cannot leave servers,
+        # containers or channels behind.
+        with anyio.CancelScope(shield=True):
+            client, self._client = self._client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            await self._stop()
+
+    async def _start(self) -> JobDistributor:
+        raise NotImplementedError
+
+    async def _stop(self) -> None:
+        return None
+
+    async def __aenter__(self) -> JobDistributor:
+        return await self.initialize()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

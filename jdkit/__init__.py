@@ -1,6 +1,73 @@
-"""jdkit: an asyncio-native Python SDK for the Chainlink Job Distributor gRPC API."""
+"""jdkit: an asyncio-native Python SDK for the Chainlink Job Distributor gRPC API.
 
-from jdkit._exceptions import *  # noqa: F403
-from jdkit._exceptions import __doc__ as _exc_doc  # noqa: F401
+    import jdkit
+    async with jdkit.connect() as jd:          # embedded JD when no URL is configured
+        await jd.list_nodes()
+
+Message types live in `jdkit.pb`; errors are described in `jdkit._exceptions`.
+"""
+
+from jdkit._channel import TLSConfig
+from jdkit._client import CallOptions, JobDistributor, ServingStatus
+from jdkit._dryrun import Journal, JournalEntry
+from jdkit._exceptions import (
+    AlreadyExistsError,
+    AuthError,
+    CancelledError,
+    ChallengeRequiredError,
+    ConfigError,
+    DeadlineExceededError,
+    DryRunError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    JDError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    ResourceExhaustedError,
+    RPCError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
+from jdkit._interceptors import Call, Interceptor
+from jdkit._methods import METHODS, WRITES, Method
+from jdkit._retry import RetryPolicy
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "WRITES",
+    "AlreadyExistsError",
+    "AuthError",
+    "Call",
+    "CallOptions",
+    "CancelledError",
+    "ChallengeRequiredError",
+    "ConfigError",
+    "DeadlineExceededError",
+    "DryRunError",
+    "FailedPreconditionError",
+    "Interceptor",
+    "InternalError",
+    "InvalidArgumentError",
+    "JDError",
+    "JobDistributor",
+    "Journal",
+    "JournalEntry",
+    "Method",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProtocolError",
+    "RPCError",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "ServingStatus",
+    "TLSConfig",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "__version__",
+]

@@ -36,8 +36,8 @@ import ssl
 from typing import Any, ClassVar
 
 from grpclib.const import Status
-from grpclib.exceptions import GRPCError, ProtocolError as _H2ProtocolError
-from grpclib.exceptions import StreamTerminatedError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.exceptions import ProtocolError as _H2ProtocolError
 
 
 class JDError(Exception):
@@ -178,7 +178,9 @@ _BY_CODE: dict[Status, type[RPCError]] = {
 }
 
 
-def error_for_status(code: Status, message: str, *, method: str = "", details: Any = None) -> RPCError:
+def error_for_status(
+    code: Status, message: str, *, method: str = "", details: Any = None
+) -> RPCError:
     cls = _BY_CODE.get(code, RPCError)
     return cls(message, method=method, code=code, details=details)
 
@@ -191,19 +193,21 @@ def map_error(exc: BaseException, method: str = "") -> BaseException:
     if isinstance(exc, JDError):
         return exc
     if isinstance(exc, GRPCError):
-        return error_for_status(exc.status, exc.message or exc.status.name, method=method,
-                                details=exc.details)
+        return error_for_status(
+            exc.status, exc.message or exc.status.name, method=method, details=exc.details
+        )
     if isinstance(exc, ConnectionRefusedError):
-        return UnavailableError(f"connection refused ({exc.strerror or exc})", method=method,
-                                reached_server=False)
+        return UnavailableError(
+            f"connection refused ({exc.strerror or exc})", method=method, reached_server=False
+        )
     if isinstance(exc, ssl.SSLError):
-        return UnavailableError(f"TLS handshake failed: {exc.reason or exc}", method=method,
-                                reached_server=False)
+        return UnavailableError(
+            f"TLS handshake failed: {exc.reason or exc}", method=method, reached_server=False
+        )
     if isinstance(exc, StreamTerminatedError | _H2ProtocolError):
         return UnavailableError(f"stream terminated: {exc}", method=method, reached_server=None)
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return DeadlineExceededError("deadline exceeded before the server answered",
-                                     method=method)
+        return DeadlineExceededError("deadline exceeded before the server answered", method=method)
     if isinstance(exc, OSError):
         # socket.gaierror and friends: name resolution and connect failures
         # happen before any byte of the request is written.

@@ -74,10 +74,19 @@ METHODS: dict[str, Method] = {
         _m(_P, "ListRollbackPolicies", probation, write=False),
         _m(_P, "CreateRollbackPolicy", probation, write=True),
         _m(_P, "UpdateRollbackPolicy", probation, write=True),
-        Method("/grpc.health.v1.Health/Check", health.HealthCheckRequest,
-               health.HealthCheckResponse, write=False),
-        Method("/grpc.health.v1.Health/Watch", health.HealthCheckRequest,
-               health.HealthCheckResponse, write=False, streaming=True),
+        Method(
+            "/grpc.health.v1.Health/Check",
+            health.HealthCheckRequest,
+            health.HealthCheckResponse,
+            write=False,
+        ),
+        Method(
+            "/grpc.health.v1.Health/Watch",
+            health.HealthCheckRequest,
+            health.HealthCheckResponse,
+            write=False,
+            streaming=True,
+        ),
     ]
 }
 

@@ -25,9 +25,19 @@ def generate(dest: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO}",
-         f"--python_betterproto2_out={dest}", f"--python_betterproto2_opt={OPTS}", *files],
-        check=False, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO}",
+            f"--python_betterproto2_out={dest}",
+            f"--python_betterproto2_opt={OPTS}",
+            *files,
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode:
         sys.stderr.write(proc.stderr)
@@ -54,7 +64,9 @@ def main() -> int:
                 k for k in set(new) & set(old) if not filecmp.cmp(new[k], old[k], shallow=False)
             )
             if drift:
-                print("generated code differs from proto/ (run `nox -s protos`):", *drift, sep="\n  ")
+                print(
+                    "generated code differs from proto/ (run `nox -s protos`):", *drift, sep="\n  "
+                )
                 return 1
             print("jdkit/_proto matches proto/")
             return 0

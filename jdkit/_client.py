@@ -1,0 +1,577 @@
+"""The JobDistributor client: one object for every JD v1 service.
+
+    async with JobDistributor.connect("127.0.0.1:14231") as jd:
+        nodes = await jd.list_nodes()
+
+Every RPC is an async method taking and returning the generated dataclasses
+(`jdkit.pb`). Each call runs through the interceptor chain composed once in
+`__init__` (deadline -> user interceptors -> dry-run -> retry -> auth ->
+transport); failures surface as the typed errors of `jdkit._exceptions`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
+
+import anyio
+import betterproto2
+from grpclib.client import Channel
+from grpclib.const import Cardinality
+
+from jdkit._channel import Target, TLSConfig, open_channel, parse_target
+from jdkit._exceptions import (
+    ConfigError,
+    DeadlineExceededError,
+    NotFoundError,
+    ProtocolError,
+    RPCError,
+    UnavailableError,
+    UnimplementedError,
+    map_error,
+)
+from jdkit._interceptors import (
+    Call,
+    Interceptor,
+    Message,
+    StreamNext,
+    UnaryNext,
+    chain_stream,
+    chain_unary,
+)
+from jdkit._methods import METHODS
+from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
+from jdkit.pb import app, csa, health, job, node, probation
+
+if TYPE_CHECKING:
+    from jdkit._auth import TokenSource
+    from jdkit._dryrun import Journal
+
+R = TypeVar("R", bound=betterproto2.Message)
+
+ServingStatus = health.HealthCheckResponseServingStatus
+
+DEFAULT_TIMEOUT = 30.0
+
+
+class CallOptions(TypedDict, total=False):
+    """Per-call overrides accepted by every RPC method."""
+
+    timeout: float | None
+    retry: RetryPolicy
+    metadata: Mapping[str, str]
+
+
+class JobDistributor:
+    """An async client for a Job Distributor.
+
+    Build it with `JobDistributor.connect(target, ...)`; use it as an async
+    context manager (or call `aclose()`) so the channel is closed.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        target: Target,
+        secure: bool,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        auth: TokenSource | None = None,
+        allow_insecure_auth: bool = False,
+        interceptors: Sequence[Interceptor] = (),
+        dry_run: bool | Journal = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ConfigError("timeout", f"must be a positive number of seconds, got {timeout}")
+        self._channel = channel
+        self._owns_channel = True
+        self._settings: dict[str, object] = dict(
+            target=target,
+            secure=secure,
+            timeout=timeout,
+            retry=retry,
+            auth=auth,
+            allow_insecure_auth=allow_insecure_auth,
+            interceptors=tuple(interceptors),
+            metadata=metadata,
+        )
+        self.target = target
+        self.secure = secure
+        self._metadata = dict(metadata or {})
+        self.retry_policy = retry if retry is not None else RetryPolicy()
+        chain: list[Interceptor] = [DeadlineInterceptor(timeout), *interceptors]
+        self.journal: Journal | None = None
+        if dry_run is not False:
+            from jdkit._dryrun import DryRunInterceptor, Journal
+
+            self.journal = dry_run if isinstance(dry_run, Journal) else Journal()
+            chain.append(DryRunInterceptor(self.journal))
+        chain.append(RetryInterceptor(self.retry_policy))
+        if auth is not None:
+            from jdkit._auth import build_auth_interceptor
+
+            chain.append(
+                build_auth_interceptor(auth, secure=secure, allow_insecure=allow_insecure_auth)
+            )
+        self.interceptors: tuple[Interceptor, ...] = tuple(chain)
+        self._unary_chain: UnaryNext = chain_unary(chain, self._transport_unary)
+        self._stream_chain: StreamNext = chain_stream(chain, self._transport_stream)
+        self._closed = False
+
+    @classmethod
+    def connect(
+        cls,
+        target: str,
+        *,
+        tls: TLSConfig | bool | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        auth: TokenSource | None = None,
+        allow_insecure_auth: bool = False,
+        interceptors: Sequence[Interceptor] = (),
+        dry_run: bool | Journal = False,
+        metadata: Mapping[str, str] | None = None,
+    ) -> JobDistributor:
+        """Open a (lazily connecting) client to `target`.
+
+        `tls`: a `TLSConfig`, True for TLS with system roots, False/None for
+        plaintext unless the target says `grpcs://`.
+        """
+        parsed = parse_target(target)
+        if tls is True or (tls is None and parsed.tls):
+            tls = TLSConfig()
+        elif tls is False or tls is None:
+            if parsed.tls:
+                raise ConfigError("tls", f"target {target!r} asks for TLS but tls=False was given")
+            tls = None
+        elif not isinstance(tls, TLSConfig):
+            raise ConfigError("tls", f"expected TLSConfig or bool, got {type(tls).__name__}")
+        return cls(
+            open_channel(parsed, tls),
+            target=parsed,
+            secure=tls is not None,
+            timeout=timeout,
+            retry=retry,
+            auth=auth,
+            allow_insecure_auth=allow_insecure_auth,
+            interceptors=interceptors,
+            dry_run=dry_run,
+            metadata=metadata,
+        )
+
+    def __repr__(self) -> str:
+        scheme = "grpcs" if self.secure else "grpc"
+        extra = " dry-run" if self.journal is not None else ""
+        return f"<JobDistributor {scheme}://{self.target}{extra}>"
+
+    # -- lifecycle
+
+    async def __aenter__(self) -> JobDistributor:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def with_dry_run(self, journal: Journal | None = None) -> JobDistributor:
+        """A dry-run view of this client: same channel and options, writes journaled.
+
+        Closing the view leaves this client open.
+        """
+        from jdkit._dryrun import Journal
+
+        view = JobDistributor(
+            self._channel,
+            dry_run=journal if journal is not None else Journal(),
+            **self._settings,  # type: ignore[arg-type]
+        )
+        view._owns_channel = False
+        return view
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if not self._owns_channel:
+                return
+            self._channel.close()
+            for icp in self.interceptors:
+                closer = getattr(icp, "aclose", None)
+                if closer is not None:
+                    with contextlib.suppress(Exception):
+                        await closer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- the chain's ends
+
+    async def _unary(
+        self, path: str, request: Message, response_type: type[R], opts: CallOptions
+    ) -> R:
+        method = METHODS[path]
+        if not isinstance(request, method.request):
+            raise TypeError(
+                f"{method.name} takes {method.request.__name__}, not {type(request).__name__}"
+            )
+        call = Call(method, request, metadata=self._call_metadata(opts), options=dict(opts))
+        response = await self._unary_chain(call)
+        assert isinstance(response, response_type)
+        return response
+
+    def _call_metadata(self, opts: CallOptions) -> dict[str, str]:
+        extra = opts.get("metadata")
+        return {**self._metadata, **extra} if extra else dict(self._metadata)
+
+    async def _transport_unary(self, call: Call) -> Message:
+        if self._closed:
+            raise UnavailableError(
+                "client is closed", method=call.method.path, reached_server=False
+            )
+        remaining = call.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceededError("deadline exceeded before sending", method=call.method.path)
+        m = call.method
+        try:
+            async with self._channel.request(
+                m.path,
+                Cardinality.UNARY_UNARY,
+                m.request,
+                m.response,
+                timeout=remaining,
+                metadata=call.metadata or None,
+            ) as stream:
+                await stream.send_message(call.request, end=True)
+                response = await stream.recv_message()
+        except Exception as exc:
+            raise map_error(exc, m.path) from exc
+        if response is None:
+            raise ProtocolError(f"{m.path} answered OK without a message")
+        return response
+
+    async def _transport_stream(self, call: Call) -> AsyncIterator[Message]:
+        if self._closed:
+            raise UnavailableError(
+                "client is closed", method=call.method.path, reached_server=False
+            )
+        m = call.method
+        try:
+            async with self._channel.request(
+                m.path,
+                Cardinality.UNARY_STREAM,
+                m.request,
+                m.response,
+                timeout=call.time_remaining(),
+                metadata=call.metadata or None,
+            ) as stream:
+                await stream.send_message(call.request, end=True)
+                async for message in stream:
+                    yield message
+        except Exception as exc:
+            raise map_error(exc, m.path) from exc
+
+    # -- conveniences upstream's Go client has
+
+    async def propose_job(
+        self, request: job.ProposeJobRequest, **opts: Unpack[CallOptions]
+    ) -> job.ProposeJobResponse:
+        """ProposeJob; a response without a proposal is an error (as upstream treats it)."""
+        response = await self._unary(
+            "/api.job.v1.JobService/ProposeJob", request, job.ProposeJobResponse, opts
+        )
+        if response.proposal is None:
+            raise ProtocolError(f"ProposeJob to node {request.node_id!r} returned no proposal")
+        return response
+
+    async def get_csa_public_key(self, **opts: Unpack[CallOptions]) -> str:
+        """The public key of JD's first CSA keypair; NotFoundError when JD has none."""
+        keypairs = (await self.list_keypairs(**opts)).keypairs
+        if not keypairs:
+            raise NotFoundError(
+                "JD has no CSA keypair", method="/api.csa.v1.CSAService/ListKeypairs"
+            )
+        return keypairs[0].public_key
+
+    # -- health
+
+    async def check_health(self, service: str = "", **opts: Unpack[CallOptions]) -> ServingStatus:
+        """gRPC health; a server without the health service is probed with GetKeypair."""
+        try:
+            response = await self._unary(
+                "/grpc.health.v1.Health/Check",
+                health.HealthCheckRequest(service=service),
+                health.HealthCheckResponse,
+                opts,
+            )
+            return response.status
+        except UnimplementedError:
+            try:
+                await self.get_keypair(**opts)
+            except NotFoundError:
+                pass  # answering at all is what counts
+            return ServingStatus.SERVING
+
+    async def wait_ready(self, timeout: float = 30.0, *, service: str = "") -> None:
+        """Poll health with backoff until SERVING; DeadlineExceededError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        delay, last = 0.05, "no answer yet"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceededError(
+                    f"JD at {self.target} not ready after {timeout}s (last: {last})",
+                    method="/grpc.health.v1.Health/Check",
+                )
+            try:
+                status = await self.check_health(
+                    service, timeout=min(remaining, 5.0), retry=RetryPolicy.disabled()
+                )
+                if status == ServingStatus.SERVING:
+                    return
+                last = status.name or str(status)
+            except (RPCError, ProtocolError) as exc:
+                last = str(exc)
+            await anyio.sleep(min(random.uniform(0, delay), max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, 2.0)
+
+    async def watch_health(
+        self, service: str = "", *, reconnect: bool = True
+    ) -> AsyncIterator[ServingStatus]:
+        """Yield the server's health as it changes, across reconnects.
+
+        While the server is unreachable this yields NOT_SERVING once, then
+        keeps reconnecting with backoff (unless `reconnect=False`).
+        """
+        method = METHODS["/grpc.health.v1.Health/Watch"]
+        delay, last = 0.05, None
+        while True:
+            call = Call(
+                method, health.HealthCheckRequest(service=service), metadata=dict(self._metadata)
+            )
+            try:
+                async for message in self._stream_chain(call):
+                    assert isinstance(message, health.HealthCheckResponse)
+                    delay = 0.05
+                    if message.status != last:
+                        last = message.status
+                        yield message.status
+            except UnavailableError:
+                if not reconnect:
+                    raise
+            else:
+                if not reconnect:
+                    return
+            if last != ServingStatus.NOT_SERVING:
+                last = ServingStatus.NOT_SERVING
+                yield last
+            await anyio.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 2.0)
+
+    # -- one method per RPC
+
+    # -- AppService
+
+    async def version(
+        self, request: app.VersionRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> app.VersionResponse:
+        return await self._unary(
+            "/api.app.v1.AppService/Version",
+            request or app.VersionRequest(),
+            app.VersionResponse,
+            opts,
+        )
+
+    # -- CSAService
+
+    async def get_keypair(
+        self, request: csa.GetKeypairRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> csa.GetKeypairResponse:
+        return await self._unary(
+            "/api.csa.v1.CSAService/GetKeypair",
+            request or csa.GetKeypairRequest(),
+            csa.GetKeypairResponse,
+            opts,
+        )
+
+    async def list_keypairs(
+        self, request: csa.ListKeypairsRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> csa.ListKeypairsResponse:
+        return await self._unary(
+            "/api.csa.v1.CSAService/ListKeypairs",
+            request or csa.ListKeypairsRequest(),
+            csa.ListKeypairsResponse,
+            opts,
+        )
+
+    # -- NodeService
+
+    async def register_node(
+        self, request: node.RegisterNodeRequest, **opts: Unpack[CallOptions]
+    ) -> node.RegisterNodeResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/RegisterNode", request, node.RegisterNodeResponse, opts
+        )
+
+    async def get_node(
+        self, request: node.GetNodeRequest, **opts: Unpack[CallOptions]
+    ) -> node.GetNodeResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/GetNode", request, node.GetNodeResponse, opts
+        )
+
+    async def list_nodes(
+        self, request: node.ListNodesRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> node.ListNodesResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/ListNodes",
+            request or node.ListNodesRequest(),
+            node.ListNodesResponse,
+            opts,
+        )
+
+    async def update_node(
+        self, request: node.UpdateNodeRequest, **opts: Unpack[CallOptions]
+    ) -> node.UpdateNodeResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/UpdateNode", request, node.UpdateNodeResponse, opts
+        )
+
+    async def enable_node(
+        self, request: node.EnableNodeRequest, **opts: Unpack[CallOptions]
+    ) -> node.EnableNodeResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/EnableNode", request, node.EnableNodeResponse, opts
+        )
+
+    async def disable_node(
+        self, request: node.DisableNodeRequest, **opts: Unpack[CallOptions]
+    ) -> node.DisableNodeResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/DisableNode", request, node.DisableNodeResponse, opts
+        )
+
+    async def list_node_chain_configs(
+        self, request: node.ListNodeChainConfigsRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> node.ListNodeChainConfigsResponse:
+        return await self._unary(
+            "/api.node.v1.NodeService/ListNodeChainConfigs",
+            request or node.ListNodeChainConfigsRequest(),
+            node.ListNodeChainConfigsResponse,
+            opts,
+        )
+
+    # -- JobService
+
+    async def batch_propose_job(
+        self, request: job.BatchProposeJobRequest, **opts: Unpack[CallOptions]
+    ) -> job.BatchProposeJobResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/BatchProposeJob", request, job.BatchProposeJobResponse, opts
+        )
+
+    async def get_job(
+        self, request: job.GetJobRequest, **opts: Unpack[CallOptions]
+    ) -> job.GetJobResponse:
+        return await self._unary("/api.job.v1.JobService/GetJob", request, job.GetJobResponse, opts)
+
+    async def list_jobs(
+        self, request: job.ListJobsRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> job.ListJobsResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/ListJobs",
+            request or job.ListJobsRequest(),
+            job.ListJobsResponse,
+            opts,
+        )
+
+    async def update_job(
+        self, request: job.UpdateJobRequest, **opts: Unpack[CallOptions]
+    ) -> job.UpdateJobResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/UpdateJob", request, job.UpdateJobResponse, opts
+        )
+
+    async def revoke_job(
+        self, request: job.RevokeJobRequest, **opts: Unpack[CallOptions]
+    ) -> job.RevokeJobResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/RevokeJob", request, job.RevokeJobResponse, opts
+        )
+
+    async def delete_job(
+        self, request: job.DeleteJobRequest, **opts: Unpack[CallOptions]
+    ) -> job.DeleteJobResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/DeleteJob", request, job.DeleteJobResponse, opts
+        )
+
+    async def get_proposal(
+        self, request: job.GetProposalRequest, **opts: Unpack[CallOptions]
+    ) -> job.GetProposalResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/GetProposal", request, job.GetProposalResponse, opts
+        )
+
+    async def list_proposals(
+        self, request: job.ListProposalsRequest | None = None, **opts: Unpack[CallOptions]
+    ) -> job.ListProposalsResponse:
+        return await self._unary(
+            "/api.job.v1.JobService/ListProposals",
+            request or job.ListProposalsRequest(),
+            job.ListProposalsResponse,
+            opts,
+        )
+
+    # -- RollbackPolicyService
+
+    async def create_rollback_policy(
+        self, request: probation.CreateRollbackPolicyRequest, **opts: Unpack[CallOptions]
+    ) -> probation.CreateRollbackPolicyResponse:
+        return await self._unary(
+            "/api.probation.v1.RollbackPolicyService/CreateRollbackPolicy",
+            request,
+            probation.CreateRollbackPolicyResponse,
+            opts,
+        )
+
+    async def get_rollback_policy(
+        self, request: probation.GetRollbackPolicyRequest, **opts: Unpack[CallOptions]
+    ) -> probation.GetRollbackPolicyResponse:
+        return await self._unary(
+            "/api.probation.v1.RollbackPolicyService/GetRollbackPolicy",
+            request,
+            probation.GetRollbackPolicyResponse,
+            opts,
+        )
+
+    async def list_rollback_policies(
+        self,
+        request: probation.ListRollbackPoliciesRequest | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> probation.ListRollbackPoliciesResponse:
+        return await self._unary(
+            "/api.probation.v1.RollbackPolicyService/ListRollbackPolicies",
+            request or probation.ListRollbackPoliciesRequest(),
+            probation.ListRollbackPoliciesResponse,
+            opts,
+        )
+
+    async def update_rollback_policy(
+        self, request: probation.UpdateRollbackPolicyRequest, **opts: Unpack[CallOptions]
+    ) -> probation.UpdateRollbackPolicyResponse:
+        return await self._unary(
+            "/api.probation.v1.RollbackPolicyService/UpdateRollbackPolicy",
+            request,
+            probation.UpdateRollbackPolicyResponse,
+            opts,
+        )

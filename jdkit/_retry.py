@@ -1,0 +1,115 @@
+"""Where retries and deadlines happen.
+
+Policy, in one place:
+- every call gets a deadline (the client default, or the per-call `timeout`);
+  when it passes, the call raises `DeadlineExceededError`, wherever it is;
+- reads (see `_methods.py`) are replayed on UNAVAILABLE (transport failures
+  included) and RESOURCE_EXHAUSTED;
+- writes are replayed only when the failure proves the request never reached
+  the server (`UnavailableError.reached_server is False`, e.g. connection
+  refused), so a retry can never create a duplicate proposal;
+- between attempts: exponential backoff with full jitter, never sleeping past
+  the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from grpclib.const import Status
+
+from jdkit._exceptions import ConfigError, DeadlineExceededError, RPCError, UnavailableError
+from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
+
+_DEFAULT_CODES = frozenset({Status.UNAVAILABLE, Status.RESOURCE_EXHAUSTED})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to replay a failed call.
+
+    `RetryPolicy.disabled()` (or `max_attempts=1`) turns retries off.
+    """
+
+    max_attempts: int = 5
+    initial_backoff: float = 0.05
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+    retry_codes: frozenset[Status] = field(default=_DEFAULT_CODES)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError("retry.max_attempts", f"must be >= 1, got {self.max_attempts}")
+        if self.initial_backoff < 0 or self.max_backoff < 0:
+            raise ConfigError("retry.initial_backoff", "backoff times must not be negative")
+        if self.multiplier < 1:
+            raise ConfigError("retry.multiplier", f"must be >= 1, got {self.multiplier}")
+
+    @classmethod
+    def disabled(cls) -> RetryPolicy:
+        return cls(max_attempts=1)
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max, initial * multiplier**(attempt-1))]."""
+        cap = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return random.uniform(0, cap)
+
+    def should_retry(self, call: Call, error: BaseException) -> bool:
+        if not isinstance(error, RPCError) or call.method.streaming:
+            return False
+        if call.method.write:
+            return isinstance(error, UnavailableError) and error.reached_server is False
+        return error.code in self.retry_codes
+
+
+class RetryInterceptor(Interceptor):
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    async def unary(self, call: Call, proceed: UnaryNext) -> Message:
+        policy: RetryPolicy = call.options.get("retry") or self.policy
+        while True:
+            try:
+                return await proceed(call)
+            except RPCError as exc:
+                if call.attempt >= policy.max_attempts or not policy.should_retry(call, exc):
+                    raise
+                delay = policy.backoff(call.attempt)
+                remaining = call.time_remaining()
+                if remaining is not None and remaining <= delay:
+                    raise
+                await anyio.sleep(delay)
+                call.attempt += 1
+
+
+class DeadlineInterceptor(Interceptor):
+    """Give every call an absolute deadline and enforce it around the whole chain.
+
+    Token refreshes and backoff sleeps count against it too, so nothing a call
+    does can outlive the caller's deadline.
+    """
+
+    def __init__(self, default_timeout: float | None) -> None:
+        self.default_timeout = default_timeout
+
+    async def unary(self, call: Call, proceed: UnaryNext) -> Message:
+        timeout: Any = call.options.get("timeout", self.default_timeout)
+        if call.deadline is None and timeout is not None:
+            call.deadline = time.monotonic() + timeout
+        remaining = call.time_remaining()
+        if remaining is None:
+            return await proceed(call)
+        try:
+            with anyio.fail_after(max(remaining, 0)):
+                return await proceed(call)
+        except TimeoutError as exc:
+            if isinstance(exc, DeadlineExceededError):
+                raise
+            raise DeadlineExceededError(
+                f"deadline of {timeout}s exceeded (attempt {call.attempt})",
+                method=call.method.path,
+            ) from None

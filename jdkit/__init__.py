@@ -33,6 +33,14 @@ from jdkit._exceptions import (
 )
 from jdkit._interceptors import Call, Interceptor
 from jdkit._methods import METHODS, WRITES, Method
+from jdkit._providers import (
+    EmbeddedProvider,
+    Provider,
+    ProviderNotInitializedError,
+    RemoteConfig,
+    RemoteProvider,
+    connect,
+)
 from jdkit._retry import RetryPolicy
 
 __version__ = "0.1.0"
@@ -49,6 +57,7 @@ __all__ = [
     "ConfigError",
     "DeadlineExceededError",
     "DryRunError",
+    "EmbeddedProvider",
     "FailedPreconditionError",
     "Interceptor",
     "InternalError",
@@ -61,7 +70,11 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
+    "Provider",
+    "ProviderNotInitializedError",
     "RPCError",
+    "RemoteConfig",
+    "RemoteProvider",
     "ResourceExhaustedError",
     "RetryPolicy",
     "ServingStatus",
@@ -70,4 +83,5 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "__version__",
+    "connect",
 ]

@@ -35,8 +35,10 @@ class Provider:
 
     name: str = "provider"
 
-    def __init__(self) -> None:
+    def __init__(self, *, dry_run: bool = False) -> None:
+        self.dry_run = dry_run
         self._client: JobDistributor | None = None
+        self._real: JobDistributor | None = None
         self._lock = anyio.Lock()
 
     @property
@@ -52,7 +54,9 @@ class Provider:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await self._start()
+                    self._real = await self._start()
+                    # dry_run: reads go to the real client, writes to the journal
+                    self._client = self._real.with_dry_run() if self.dry_run else self._real
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await self._stop()
@@ -63,10 +67,12 @@ class Provider:
         # Shielded so cancellation of the caller cannot leave servers,
         # containers or channels behind.
         with anyio.CancelScope(shield=True):
-            client, self._client = self._client, None
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.aclose()
+            clients = (self._client, self._real)
+            self._client = self._real = None
+            for client in clients:
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
             await self._stop()
 
     async def _start(self) -> JobDistributor:

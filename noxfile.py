@@ -1,0 +1,54 @@
+"""Developer tasks. `./dev` builds the one project venv (.venv) and runs these in it.
+
+    nox -s tests            # the test suite (args after -- go to pytest)
+    nox -s lint typecheck   # ruff, mypy --strict
+    nox -s protos           # regenerate jdkit/_proto from proto/
+    nox -s protos_check     # fail when jdkit/_proto differs from a fresh generation
+    nox -s bench            # benchmarks; writes docs/benchmarks.md
+    nox -s example          # the quickstart example against the embedded JD
+"""
+
+from __future__ import annotations
+
+import nox
+
+# Every session runs in the environment nox itself runs in (./dev's .venv),
+# so the heavy test dependencies are installed once, not once per session.
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "typecheck", "protos_check", "tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.run("mypy")
+
+
+@nox.session
+def protos(session: nox.Session) -> None:
+    session.run("python", "scripts/gen_protos.py")
+
+
+@nox.session
+def protos_check(session: nox.Session) -> None:
+    session.run("python", "scripts/gen_protos.py", "--check")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def example(session: nox.Session) -> None:
+    session.run("python", "examples/quickstart.py")

@@ -7,6 +7,7 @@
 Message types live in `jdkit.pb`; errors are described in `jdkit._exceptions`.
 """
 
+from jdkit import pb
 from jdkit._channel import TLSConfig
 from jdkit._client import CallOptions, JobDistributor, ServingStatus
 from jdkit._dryrun import Journal, JournalEntry
@@ -84,4 +85,5 @@ __all__ = [
     "UnimplementedError",
     "__version__",
     "connect",
+    "pb",
 ]

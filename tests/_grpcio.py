@@ -30,8 +30,16 @@ def _build() -> Path:
     shutil.copy(ROOT / "proto" / "grpc" / "health" / "v1" / "health.proto", src / "jdhealth")
     files = [str(p.relative_to(src)) for p in src.rglob("*.proto")]
     include = str(Path(protoc.__file__).parent / "_proto")
-    rc = protoc.main(["protoc", f"-I{src}", f"-I{include}", f"--python_out={out}",
-                      f"--grpc_python_out={out}", *files])
+    rc = protoc.main(
+        [
+            "protoc",
+            f"-I{src}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            *files,
+        ]
+    )
     if rc != 0:
         raise RuntimeError(f"grpcio-tools failed on proto/ (exit {rc})")
     for pkg in {p.parent for p in out.rglob("*_pb2.py")}:

@@ -45,9 +45,15 @@ class Nodes(node_grpc.NodeServiceServicer):  # type: ignore[misc]
     async def RegisterNode(self, request, context):
         self.register_calls += 1
         self.seen_metadata.append(dict(context.invocation_metadata()))
-        n = node_pb2.Node(id="node_1", name=request.name, public_key=request.public_key,
-                          is_enabled=True, labels=request.labels, nop_friendly_name="nop",
-                          version="2.30.0")
+        n = node_pb2.Node(
+            id="node_1",
+            name=request.name,
+            public_key=request.public_key,
+            is_enabled=True,
+            labels=request.labels,
+            nop_friendly_name="nop",
+            version="2.30.0",
+        )
         n.created_at.FromDatetime(dt.datetime(2026, 1, 2, 3, 4, 5))
         n.p2p_key_bundles.add(peer_id="p2p_x", public_key="ab")
         return node_pb2.RegisterNodeResponse(node=n)
@@ -59,8 +65,10 @@ class Nodes(node_grpc.NodeServiceServicer):  # type: ignore[misc]
         if self.list_failures:
             self.list_failures -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
-        return node_pb2.ListNodesResponse(nodes=[node_pb2.Node(id=i) for i in request.filter.ids],
-                                          total_count=len(request.filter.ids))
+        return node_pb2.ListNodesResponse(
+            nodes=[node_pb2.Node(id=i) for i in request.filter.ids],
+            total_count=len(request.filter.ids),
+        )
 
     async def DisableNode(self, request, context):
         await context.abort(grpc.StatusCode.UNAVAILABLE, "overloaded")
@@ -107,9 +115,13 @@ async def peer():
 async def test_messages_cross_the_wire_intact(peer) -> None:
     addr, nodes = peer
     async with JobDistributor.connect(addr, metadata={"x-run": "t1"}) as jd:
-        got = await jd.register_node(node.RegisterNodeRequest(
-            name="n1", public_key="aa" * 32,
-            labels=[label.Label(key="env", value="dev"), label.Label(key="bare")]))
+        got = await jd.register_node(
+            node.RegisterNodeRequest(
+                name="n1",
+                public_key="aa" * 32,
+                labels=[label.Label(key="env", value="dev"), label.Label(key="bare")],
+            )
+        )
     n = got.node
     assert n is not None
     assert (n.id, n.name, n.public_key, n.is_enabled) == ("node_1", "n1", "aa" * 32, True)
@@ -151,8 +163,9 @@ async def test_reads_retry_on_unavailable_writes_do_not(peer) -> None:
     addr, nodes = peer
     nodes.list_failures = 2
     async with JobDistributor.connect(addr) as jd:
-        got = await jd.list_nodes(node.ListNodesRequest(
-            filter=node.ListNodesRequestFilter(ids=["a", "b"])))
+        got = await jd.list_nodes(
+            node.ListNodesRequest(filter=node.ListNodesRequestFilter(ids=["a", "b"]))
+        )
         assert [n.id for n in got.nodes] == ["a", "b"] and nodes.list_failures == 0
         nodes.list_failures = 2
         with pytest.raises(UnavailableError):

@@ -48,7 +48,7 @@ from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
 from jdkit.pb import app, csa, health, job, node, probation
 
 if TYPE_CHECKING:
-    from jdkit._auth import TokenSource
+    from jdkit._auth import TokenManager, TokenSource
     from jdkit._dryrun import Journal
 
 R = TypeVar("R", bound=betterproto2.Message)
@@ -81,7 +81,7 @@ class JobDistributor:
         secure: bool,
         timeout: float | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
-        auth: TokenSource | None = None,
+        auth: TokenSource | TokenManager | None = None,
         allow_insecure_auth: bool = False,
         interceptors: Sequence[Interceptor] = (),
         dry_run: bool | Journal = False,
@@ -114,11 +114,9 @@ class JobDistributor:
             chain.append(DryRunInterceptor(self.journal))
         chain.append(RetryInterceptor(self.retry_policy))
         if auth is not None:
-            from jdkit._auth import build_auth_interceptor
+            from jdkit._auth import AuthInterceptor
 
-            chain.append(
-                build_auth_interceptor(auth, secure=secure, allow_insecure=allow_insecure_auth)
-            )
+            chain.append(AuthInterceptor(auth, secure=secure, allow_insecure=allow_insecure_auth))
         self.interceptors: tuple[Interceptor, ...] = tuple(chain)
         self._unary_chain: UnaryNext = chain_unary(chain, self._transport_unary)
         self._stream_chain: StreamNext = chain_stream(chain, self._transport_stream)
@@ -132,7 +130,7 @@ class JobDistributor:
         tls: TLSConfig | bool | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
-        auth: TokenSource | None = None,
+        auth: TokenSource | TokenManager | None = None,
         allow_insecure_auth: bool = False,
         interceptors: Sequence[Interceptor] = (),
         dry_run: bool | Journal = False,

@@ -1,0 +1,299 @@
+"""A small async database interface with two backends: SQLite and Postgres.
+
+The server's SQL is written once, in a portable subset (TEXT/BIGINT/INTEGER
+columns, `?` placeholders, no RETURNING, no upserts, no JSON operators), and
+runs unchanged on both: the Postgres backend only rewrites `?` to `%s`.
+
+SQLite runs on one connection in one worker thread, so the event loop never
+blocks on disk; transactions are serialized by an asyncio lock. Postgres uses
+a few psycopg 3 async connections; write transactions are serialized within
+this process so read-modify-write steps (revision numbers, counters) need no
+row locks, which SQLite would not understand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from jdkit._exceptions import ConfigError, InvalidArgumentError
+
+log = logging.getLogger("jdkit.server")
+
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+T = TypeVar("T")
+
+
+class IntegrityViolation(Exception):
+    """A UNIQUE or PRIMARY KEY constraint refused a write (either backend)."""
+
+
+def _check_params(params: Params) -> None:
+    # Postgres TEXT cannot hold NUL; refuse it on both backends alike so the
+    # caller gets the same answer whichever database is behind the server.
+    for p in params:
+        if isinstance(p, str) and "\x00" in p:
+            raise InvalidArgumentError("text values must not contain NUL (\\x00) characters")
+
+
+class Tx(ABC):
+    """One transaction; every statement uses `?` placeholders."""
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+
+    @abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+
+class Database(ABC):
+    """Where the server keeps its state; `kind` is "sqlite" or "postgres"."""
+
+    kind: str
+
+    @abstractmethod
+    def transaction(self, *, write: bool = False) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """Open a transaction; committed when the block ends normally."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+# --------------------------------------------------------------------- SQLite
+
+
+class _SQLiteTx(Tx):
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        _check_params(params)
+        conn = self._db._conn
+        return await self._db._run(lambda: conn.execute(sql, params).rowcount)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        rows = list(rows)
+        for r in rows:
+            _check_params(r)
+        conn = self._db._conn
+        await self._db._run(lambda: conn.executemany(sql, rows))
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        _check_params(params)
+        conn = self._db._conn
+        return await self._db._run(lambda: conn.execute(sql, params).fetchall())
+
+
+class SQLiteDatabase(Database):
+    kind = "sqlite"
+
+    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self._executor = executor
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str) -> SQLiteDatabase:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jdkit-sqlite")
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            return conn
+
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, connect)
+        except sqlite3.Error as exc:
+            executor.shutdown(wait=False)
+            raise ConfigError("db", f"cannot open SQLite database {path!r}: {exc}") from exc
+        return cls(executor, conn)
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityViolation(str(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool = False) -> AsyncIterator[Tx]:
+        async with self._lock:
+            conn = self._conn
+            await self._run(lambda: conn.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+            try:
+                yield _SQLiteTx(self)
+            except BaseException:
+                # shielded: a cancelled caller must not leave the shared
+                # connection inside an open transaction
+                await asyncio.shield(self._run(lambda: conn.execute("ROLLBACK")))
+                raise
+            else:
+                await asyncio.shield(self._run(lambda: conn.execute("COMMIT")))
+
+    async def close(self) -> None:
+        conn = self._conn
+        await self._run(conn.close)
+        self._executor.shutdown(wait=True)
+
+
+# ------------------------------------------------------------------- Postgres
+
+_QMARK = re.compile(r"\?")
+
+
+def _pg_sql(sql: str) -> str:
+    return _QMARK.sub("%s", sql.replace("%", "%%"))
+
+
+class _PgTx(Tx):
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        _check_params(params)
+        async with self._conn.cursor() as cur:
+            await _pg_call(cur.execute(_pg_sql(sql), list(params)))
+            return int(cur.rowcount)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        data = [list(r) for r in rows]
+        for r in data:
+            _check_params(r)
+        if not data:
+            return
+        async with self._conn.cursor() as cur:
+            await _pg_call(cur.executemany(_pg_sql(sql), data))
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        _check_params(params)
+        async with self._conn.cursor() as cur:
+            await _pg_call(cur.execute(_pg_sql(sql), list(params)))
+            return list(await cur.fetchall())
+
+
+async def _pg_call(aw: Any) -> Any:
+    import psycopg
+
+    try:
+        return await aw
+    except psycopg.errors.IntegrityError as exc:
+        raise IntegrityViolation(str(exc)) from exc
+
+
+class PostgresDatabase(Database):
+    kind = "postgres"
+
+    def __init__(self, url: str, conns: list[Any]) -> None:
+        self._url = url
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        for c in conns:
+            self._idle.put_nowait(c)
+        self._all = list(conns)
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str, *, size: int = 4) -> PostgresDatabase:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ConfigError(
+                "db", "a Postgres URL needs psycopg 3: pip install 'jdkit[postgres]'"
+            ) from exc
+        conns = []
+        try:
+            for _ in range(size):
+                conns.append(await psycopg.AsyncConnection.connect(url, autocommit=True))
+        except psycopg.Error as exc:
+            for c in conns:
+                await c.close()
+            raise ConfigError(
+                "db", f"cannot connect to Postgres at {redact_url(url)}: {exc}"
+            ) from exc
+        return cls(url, conns)
+
+    async def _replace(self, conn: Any) -> Any:
+        import psycopg
+
+        self._all.remove(conn)
+        with contextlib.suppress(Exception):
+            await conn.close()
+        new = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        self._all.append(new)
+        return new
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, write: bool = False) -> AsyncIterator[Tx]:
+        lock = self._write_lock if write else contextlib.nullcontext()
+        async with lock:
+            conn = await self._idle.get()
+            try:
+                if conn.closed or conn.broken:
+                    conn = await self._replace(conn)
+                async with conn.transaction():
+                    yield _PgTx(conn)
+            finally:
+                self._idle.put_nowait(conn)
+
+    async def close(self) -> None:
+        for c in self._all:
+            with contextlib.suppress(Exception):
+                await c.close()
+
+
+# ---------------------------------------------------------------------- open
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and reprs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def is_postgres_url(db: str) -> bool:
+    return db.startswith(("postgres://", "postgresql://"))
+
+
+def sqlite_path(db: str) -> str:
+    if db.startswith("sqlite://"):
+        rest = db[len("sqlite://"):]
+        # sqlite:///relative.db -> relative.db; sqlite:////abs.db -> /abs.db
+        rest = rest[1:] if rest.startswith("/") else rest
+        return rest or ":memory:"
+    return db
+
+
+async def open_database(db: str) -> Database:
+    """`db` is ":memory:", a file path, `sqlite:///path` or a Postgres URL."""
+    if not db:
+        raise ConfigError("db", "empty; use ':memory:', a file path or a postgresql:// URL")
+    if is_postgres_url(db):
+        return await PostgresDatabase.open(db)
+    return await SQLiteDatabase.open(sqlite_path(db))

@@ -1,0 +1,359 @@
+"""`EmbeddedJD`: a JD-compatible gRPC server in this process, for tests and local use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl as _ssl
+import sys
+from collections.abc import Generator, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from grpclib.events import RecvRequest, listen
+
+from jdkit._exceptions import ConfigError
+from jdkit._proto.api.job.v1 import Proposal, ProposalStatus
+from jdkit._proto.api.node.v1 import ChainConfig, Node
+from jdkit._server import _grpc
+from jdkit._server._csa import DEV_CSA_SECRET
+from jdkit._server._db import Database, is_postgres_url, open_database, redact_url
+from jdkit._server._grpc import AuthHook, Codec, Runtime, ServingStatus
+from jdkit._server._healthz import HealthzServer
+from jdkit._server._state import JDState
+
+log = logging.getLogger("jdkit.server")
+
+#: gRPC port a real JD uses in upstream's test containers; from_env's default.
+DEFAULT_ENV_PORT = 14231
+DEFAULT_HEALTHZ_PORT = 8081
+
+
+class _Starting:
+    """What `EmbeddedJD.start()` returns: await it, or use it as `async with`."""
+
+    def __init__(self, jd: EmbeddedJD) -> None:
+        self._jd = jd
+
+    async def _go(self) -> EmbeddedJD:
+        await self._jd._start()
+        return self._jd
+
+    def __await__(self) -> Generator[Any, None, EmbeddedJD]:
+        return self._go().__await__()
+
+    async def __aenter__(self) -> EmbeddedJD:
+        return await self._go()
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._jd.stop()
+
+
+class EmbeddedJD:
+    """A Job Distributor speaking the JD v1 gRPC API, backed by SQLite or Postgres.
+
+        async with EmbeddedJD.start() as srv:          # or: srv = await EmbeddedJD.start()
+            async with JobDistributor.connect(srv.address) as jd: ...
+
+    `db` is ":memory:" (default), a SQLite file path (state survives restarts),
+    or a `postgresql://` URL. `csa_secret` seals JD's CSA private key; when
+    omitted, the public `DEV_CSA_SECRET` is used, which is only fit for tests.
+    `auth`, when given, is awaited with each call's bearer token (or None) and
+    raises `GRPCError(Status.UNAUTHENTICATED, ...)` to refuse; health checks
+    skip it. `ssl` serves TLS (ALPN "h2" is set on the context).
+
+    The node side of the protocol (answers, connection, chain configs) is
+    played with the `approve_proposal`, `set_node_connected`, ... methods.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str = ":memory:",
+        csa_secret: str | None = None,
+        auth: AuthHook | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        healthz_port: int | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self.db_url = db
+        self._secret = csa_secret
+        self._auth = auth
+        self._ssl = ssl
+        self._healthz_port = healthz_port
+        self._server: _grpc.Server | None = None
+        self._db: Database | None = None
+        self._state: JDState | None = None
+        self._rt: Runtime | None = None
+        self._healthz: HealthzServer | None = None
+        self._port: int | None = None
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        where = self.address if self._port is not None else "not started"
+        return f"<EmbeddedJD {where} db={redact_url(self.db_url)!r}>"
+
+    # ------------------------------------------------------------ start
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str = ":memory:",
+        csa_secret: str | None = None,
+        auth: AuthHook | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        healthz_port: int | None = None,
+    ) -> _Starting:
+        """Start a server; `await` the result, or `async with` it to stop on exit."""
+        return _Starting(cls(host=host, port=port, db=db, csa_secret=csa_secret, auth=auth,
+                             ssl=ssl, healthz_port=healthz_port))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 auth: AuthHook | None = None, ssl: _ssl.SSLContext | None = None) -> _Starting:
+        """Start the way the real JD image is configured.
+
+        DATABASE_URL (Postgres; unset means SQLite at JDKIT_DB, default
+        in-memory), PORT (gRPC, default 14231), JDKIT_HOST (default 0.0.0.0),
+        CSA_KEY_ENCRYPTION_SECRET (required: no dev default here),
+        HEALTHZ_PORT (HTTP /healthz, default 8081). NODE_RPC_PORT is accepted
+        and ignored: the node-facing protocol is not implemented.
+        """
+        env = os.environ if environ is None else environ
+        secret = env.get("CSA_KEY_ENCRYPTION_SECRET", "")
+        if not secret:
+            raise ConfigError("CSA_KEY_ENCRYPTION_SECRET",
+                              "is not set; JD needs it to seal its CSA private key")
+        node_rpc = env.get("NODE_RPC_PORT")
+        if node_rpc:
+            _port_from(node_rpc, "NODE_RPC_PORT")
+            log.info("NODE_RPC_PORT=%s accepted but not served: jdkit's JD has no node-facing "
+                     "protocol (play the node with the EmbeddedJD helpers)", node_rpc)
+        return _Starting(cls(
+            host=env.get("JDKIT_HOST") or "0.0.0.0",
+            port=_port_from(env.get("PORT") or str(DEFAULT_ENV_PORT), "PORT"),
+            db=env.get("DATABASE_URL") or env.get("JDKIT_DB") or ":memory:",
+            csa_secret=secret,
+            auth=auth,
+            ssl=ssl,
+            healthz_port=_port_from(env.get("HEALTHZ_PORT") or str(DEFAULT_HEALTHZ_PORT),
+                                    "HEALTHZ_PORT"),
+        ))
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _start(self) -> None:
+        if self._server is not None or self._stopped:
+            raise RuntimeError("an EmbeddedJD starts once; make a new one")
+        secret, self._secret = self._secret, None  # not kept past start
+        if secret is None:
+            secret = DEV_CSA_SECRET
+            if self.db_url != ":memory:":
+                log.warning("no csa_secret given: the CSA key in %s is sealed with the public "
+                            "dev secret (fine for tests, not for anything real)",
+                            redact_url(self.db_url))
+        self._db = await open_database(self.db_url)
+        try:
+            self._state = JDState(self._db)
+            await self._state.init(secret)
+            self._rt = Runtime(self._state, self._auth)
+            server = _grpc.Server(_grpc.services(self._state, self._rt), codec=Codec())
+            listen(server, RecvRequest, self._rt.on_request)
+            if self._ssl is not None:
+                self._ssl.set_alpn_protocols(["h2"])
+            sock = _bind(self.host, self._requested_port)
+            self._port = sock.getsockname()[1]
+            await server.start(sock=sock, ssl=self._ssl)
+            self._server = server
+            if self._healthz_port is not None:
+                self._healthz = await HealthzServer.start(
+                    self.host, self._healthz_port, lambda: self._rt is not None
+                    and self._rt.status == ServingStatus.SERVING)
+        except BaseException:
+            await self._db.close()
+            self._db = None
+            raise
+        log.info("embedded JD listening on %s (db %s%s)", self.address,
+                 redact_url(self.db_url), ", TLS" if self._ssl else "")
+
+    # ------------------------------------------------------------- stop
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop gracefully: health turns NOT_SERVING, watchers are told and
+        released, new calls get UNAVAILABLE, in-flight calls get `grace`
+        seconds to finish. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        rt, server = self._rt, self._server
+        if rt is not None:
+            rt.draining = True
+            await rt.set_status(ServingStatus.NOT_SERVING)
+            if not await rt.wait_idle(grace):
+                log.warning("stopping with %d call(s) still running after %.1fs",
+                            rt.active, grace)
+        if self._healthz is not None:
+            await self._healthz.stop()
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        if self._db is not None:
+            await self._db.close()
+        log.info("embedded JD on %s stopped", self.address if self._port else "-")
+
+    async def wait_stopped(self) -> None:
+        """Block until another task stops the server."""
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------- addressing
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("server not started")
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """`host:port` for a client (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def healthz_port(self) -> int | None:
+        return self._healthz.port if self._healthz else None
+
+    @property
+    def state(self) -> JDState:
+        if self._state is None:
+            raise RuntimeError("server not started")
+        return self._state
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """How many calls arrived per method path (answered or refused)."""
+        return dict(self._rt.calls) if self._rt else {}
+
+    @property
+    def write_calls(self) -> int:
+        """Write RPCs received (per `jdkit._methods.WRITES`), succeeded or failed."""
+        return self._rt.write_calls if self._rt else 0
+
+    # ------------------------------------------------- the node's side
+
+    async def approve_proposal(self, proposal_id: str) -> Proposal:
+        """The node approves a PROPOSED proposal."""
+        return await self.state.answer_proposal(
+            proposal_id, ProposalStatus.APPROVED, [ProposalStatus.PROPOSED])
+
+    async def reject_proposal(self, proposal_id: str) -> Proposal:
+        """The node rejects a PROPOSED proposal."""
+        return await self.state.answer_proposal(
+            proposal_id, ProposalStatus.REJECTED, [ProposalStatus.PROPOSED])
+
+    async def cancel_proposal(self, proposal_id: str) -> Proposal:
+        """The node cancels a PROPOSED or APPROVED proposal."""
+        return await self.state.answer_proposal(
+            proposal_id, ProposalStatus.CANCELLED,
+            [ProposalStatus.PROPOSED, ProposalStatus.APPROVED])
+
+    async def set_node_connected(self, node_id: str, connected: bool = True) -> Node:
+        """The node (dis)connects; connecting delivers its pending proposals."""
+        return await self.state.set_node_connected(node_id, connected)
+
+    async def add_chain_config(self, node_id: str, config: ChainConfig) -> ChainConfig:
+        """The node reports a chain config; replaces the one for the same chain id and type."""
+        return await self.state.add_chain_config(node_id, config)
+
+    async def reset(self) -> None:
+        """Forget nodes, jobs, proposals, policies, chain configs and call counts;
+        keep the CSA keypair. For per-test isolation on a shared server."""
+        await self.state.reset()
+        if self._rt is not None:
+            self._rt.calls.clear()
+
+
+def _port_from(value: str, name: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise ConfigError(name, f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(name, f"{port} is outside 0-65535")
+    return port
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Our own listening socket, so the real port is known when port=0."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family = infos[0][0]
+        return socket.create_server((host, port), family=family, backlog=128)
+    except OSError as exc:
+        raise ConfigError("port", f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+# -------------------------------------------------------- serve forever
+
+
+async def run_until_signalled(starting: _Starting) -> None:
+    """Start, print `listening on HOST:PORT`, stop gracefully on SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        async with starting as srv:
+            print(f"listening on {srv.address}", flush=True)
+            if srv.healthz_port is not None:
+                print(f"healthz on http://{srv.host}:{srv.healthz_port}/healthz", flush=True)
+            await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    db: str = ":memory:",
+    *,
+    csa_secret: str | None = None,
+    auth: AuthHook | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    healthz_port: int | None = None,
+) -> None:
+    """Run an embedded JD until SIGINT/SIGTERM (what `jdkit serve` calls).
+
+    `csa_secret` defaults to $CSA_KEY_ENCRYPTION_SECRET, then to the dev
+    secret (a local development server; a warning says so for file/Postgres
+    databases).
+    """
+    secret = csa_secret or os.environ.get("CSA_KEY_ENCRYPTION_SECRET") or None
+    if secret is None and (db != ":memory:" or is_postgres_url(db)):
+        print("warning: no CSA_KEY_ENCRYPTION_SECRET; using the public dev secret",
+              file=sys.stderr, flush=True)
+    await run_until_signalled(EmbeddedJD.start(
+        host=host, port=port, db=db, csa_secret=secret, auth=auth, ssl=ssl,
+        healthz_port=healthz_port))

@@ -541,6 +541,10 @@ class TokenManager:
             return self._token
         return await self._join()
 
+    async def fetch(self) -> Token:
+        """`get()`, so a manager is itself a (caching) `TokenSource`."""
+        return await self.get()
+
     def invalidate(self, rejected: Token | None = None) -> None:
         """Drop the cached token (only if it is still `rejected`, when given).
 

@@ -115,12 +115,12 @@ class OAuth2Endpoint:
         with self.lock:
             token = f"access-{len(self.issued) + 1}-{cid}"
             self.issued.append(token)
-        out: dict[str, Any] = {"access_token": token, "token_type": self.token_type}
+        answer: dict[str, Any] = {"access_token": token, "token_type": self.token_type}
         if self.expires_in is not None:
-            out["expires_in"] = self.expires_in
+            answer["expires_in"] = self.expires_in
         if form.get("scope"):
-            out["scope"] = form["scope"]
-        return _json(200, out)
+            answer["scope"] = form["scope"]
+        return _json(200, answer)
 
 
 @dataclass
@@ -157,7 +157,7 @@ def moto_cognito() -> Iterator[str]:
 
 def cognito_admin(endpoint: str, region: str = "us-east-1") -> Any:
     """A boto3 admin client for moto: admin calls are signed, so dummy keys."""
-    import boto3
+    import boto3  # type: ignore[import-untyped]
 
     return boto3.client(
         "cognito-idp",

@@ -332,7 +332,7 @@ def test_repr_hides_secrets() -> None:
         (("c", "u", "p", ""), {"region": REGION}, "client_secret"),
     ],
 )
-def test_config_errors(args: tuple[str, ...], kw: dict[str, str], field: str) -> None:
+def test_config_errors(args: tuple[str, ...], kw: dict[str, Any], field: str) -> None:
     from jdkit import ConfigError
 
     with pytest.raises(ConfigError) as info:

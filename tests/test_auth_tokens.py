@@ -310,3 +310,13 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("JD_TOKEN", SECRET)
     assert isinstance(from_env(), StaticToken)
+
+
+@pytest.mark.asyncio
+async def test_manager_is_itself_a_token_source() -> None:
+    clock = FakeClock()
+    src = CountingSource(clock)
+    mgr = TokenManager(src, clock=clock)
+    assert isinstance(mgr, TokenSource)
+    assert (await mgr.fetch()) is (await mgr.get())
+    assert src.fetches == 1

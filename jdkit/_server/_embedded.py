@@ -213,6 +213,7 @@ class EmbeddedJD:
             await self._healthz.stop()
         if server is not None:
             server.close()
+            server.close_connections()
             await server.wait_closed()
         if self._db is not None:
             await self._db.close()

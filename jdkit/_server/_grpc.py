@@ -15,6 +15,7 @@ import collections
 import logging
 import re
 import struct
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -489,11 +490,29 @@ class _Handler(grpclib.server.Handler):
 
 class Server(grpclib.server.Server):
     """grpclib's server, answering malformed gRPC headers with INVALID_ARGUMENT
-    instead of UNKNOWN (relies on grpclib internals; grpclib is pinned <0.5)."""
+    instead of UNKNOWN (relies on grpclib internals; grpclib is pinned <0.5).
+
+    It also remembers its connections: grpclib's `close()` stops listening but
+    leaves established HTTP/2 connections open, so a stopped server would keep
+    answering clients on them. `close_connections()` ends them, and clients
+    reconnect to whatever listens next.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:
         self.__gc_step__()
         handler = _Handler(self._mapping, self._codec, self._status_details_codec,
                            self.__dispatch__)
         self._handlers.add(handler)
-        return H2Protocol(handler, self._config, self._h2_config)
+        protocol = H2Protocol(handler, self._config, self._h2_config)
+        self._protocols.add(protocol)
+        return protocol
+
+    def close_connections(self) -> None:
+        for protocol in list(self._protocols):
+            connection = getattr(protocol, "connection", None)
+            if connection is not None:
+                connection.close()

@@ -568,8 +568,7 @@ class TokenManager:
         task, self._inflight = self._inflight, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await asyncio.wait([task])  # its outcome is the waiters' business
         closer = getattr(self.source, "aclose", None)
         if callable(closer):
             await closer()

@@ -324,3 +324,25 @@ def test_config_errors() -> None:
         JWKSVerifier("https://x/jwks", algorithms=["HS256"])
     with pytest.raises(ConfigError):
         JWKSVerifier("https://x/jwks", leeway=-1)
+
+
+@pytest.mark.asyncio
+async def test_dead_jwks_costs_one_fetch_for_concurrent_calls(clock: FakeClock) -> None:
+    ep = JWKSEndpoint({"keys": []}, status=503)
+    with http_server(ep.handle) as base:
+        v = JWKSVerifier(base, clock=clock, failure_backoff=60)
+        try:
+            results = await asyncio.gather(
+                *(v(mint(RSA1)) for _ in range(25)), return_exceptions=True
+            )
+            assert all(isinstance(r, GRPCError) and r.status is Status.UNAVAILABLE for r in results)
+            assert ep.fetches == 1
+            await refused(v, mint(RSA1))  # within the backoff: no new fetch
+            assert ep.fetches == 1
+            ep.status = 200
+            ep.jwks = {"keys": [jwk(RSA1, "k1")]}
+            v.failure_backoff = 0
+            await v(mint(RSA1))  # recovers once the endpoint does
+            assert ep.fetches == 2
+        finally:
+            await v.aclose()

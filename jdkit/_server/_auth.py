@@ -100,7 +100,9 @@ class JWKSVerifier:
     `min_refetch_interval` seconds, so junk tokens cannot hammer the endpoint.
     If the key set cannot be fetched and none is cached, calls fail with
     UNAVAILABLE rather than UNAUTHENTICATED: the token may be fine, and a
-    client should not throw it away.
+    client should not throw it away. Calls waiting on a failed fetch share its
+    failure, and for `failure_backoff` seconds no new fetch is tried, so a
+    dead endpoint costs one timeout, not one per call.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class JWKSVerifier:
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         cache_ttl: float = 300.0,
         min_refetch_interval: float = 30.0,
+        failure_backoff: float = 5.0,
         http_client: httpx.AsyncClient | None = None,
         timeout: float = 10.0,
     ) -> None:
@@ -138,12 +141,16 @@ class JWKSVerifier:
         self.algorithms = tuple(algorithms)
         self.cache_ttl = cache_ttl
         self.min_refetch_interval = min_refetch_interval
+        self.failure_backoff = failure_backoff
         self._clock = clock or time.time
         self._given_client = http_client
         self._own_client: httpx.AsyncClient | None = None
         self._timeout = timeout
         self._keys: dict[str, _Key] = {}
-        self._fetched_at = -float("inf")  # on time.monotonic(): cache age, not token time
+        # on time.monotonic(): cache age, not token time
+        self._fetched_at = self._failed_at = -float("inf")
+        self._failure: str | None = None
+        self._generation = 0  # bumped per fetch, so queued waiters reuse its outcome
         self._lock = asyncio.Lock()
         #: How many times the key set was fetched (for tests and metrics).
         self.fetches = 0
@@ -235,19 +242,25 @@ class JWKSVerifier:
         return next(iter(keys.values())) if len(keys) == 1 else None
 
     async def _key_set(self, *, refetch: bool) -> dict[str, _Key]:
-        seen = self._fetched_at
-        if not refetch and time.monotonic() - seen < self.cache_ttl:
+        now = time.monotonic()
+        if not refetch and self._keys and now - self._fetched_at < self.cache_ttl:
             return self._keys
+        if not self._keys and self._failure and now - self._failed_at < self.failure_backoff:
+            raise GRPCError(Status.UNAVAILABLE, f"cannot verify tokens: {self._failure}")
+        generation = self._generation
         async with self._lock:
-            if self._fetched_at != seen:  # someone fetched while we waited
-                return self._keys
-            try:
-                self._keys = await self._fetch()
-            except _JWKSUnavailable as exc:
-                if not self._keys:
-                    raise GRPCError(Status.UNAVAILABLE, f"cannot verify tokens: {exc}") from None
-                log.warning("JWKS refresh failed, keeping the cached keys: %s", exc)
-            self._fetched_at = time.monotonic()
+            if self._generation == generation:  # nobody fetched while we waited: we do
+                try:
+                    self._keys = await self._fetch()
+                    self._failure = None
+                except _JWKSUnavailable as exc:
+                    self._failure, self._failed_at = str(exc), time.monotonic()
+                    if self._keys:
+                        log.warning("JWKS refresh failed, keeping the cached keys: %s", exc)
+                self._fetched_at = time.monotonic()
+                self._generation += 1
+            if not self._keys:
+                raise GRPCError(Status.UNAVAILABLE, f"cannot verify tokens: {self._failure}")
             return self._keys
 
     async def _fetch(self) -> dict[str, _Key]:

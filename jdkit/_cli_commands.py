@@ -113,7 +113,7 @@ async def serve(args: argparse.Namespace, out: Output) -> int | None:
             host=args.host, port=args.port, db=args.db, csa_secret=secret
         ) as srv:
             if out.json_mode:
-                out.json({"listening": srv.address, "db": args.db})
+                out.json({"listening": srv.address, "db": args.db}, one_line=True)
             else:
                 out.text(f"listening on {srv.address}")
                 out.note(f"export JD_GRPC_URL={srv.address}   # then try: jdkit nodes list")

@@ -64,8 +64,9 @@ class Output:
         self.console = None if json_mode else _rich_console(self.stdout)
         self.err_console = _rich_console(self.stderr)
 
-    def json(self, data: Any) -> None:
-        self.stdout.write(json.dumps(to_data(data), indent=2, sort_keys=False) + "\n")
+    def json(self, data: Any, *, one_line: bool = False) -> None:
+        text = json.dumps(to_data(data), indent=None if one_line else 2)
+        self.stdout.write(text + "\n")
         self.stdout.flush()
 
     def result(self, obj: Any, *, title: str | None = None, data: Any = None) -> None:

@@ -15,10 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from grpclib.client import Channel
-from grpclib.const import Cardinality, Status
-from grpclib.encoding.base import CodecBase
-from grpclib.exceptions import GRPCError
+from grpclib.const import Status
 
 from jdkit import JobDistributor
 from jdkit._server import EmbeddedJD
@@ -63,37 +60,75 @@ async def propose(jd: JobDistributor, node_id: str, ext_id: str | None = None,
     return resp.proposal
 
 
-class RawCodec(CodecBase):
-    """Sends and receives bytes as they are, to put garbage on the wire."""
-
-    __content_subtype__ = "proto"
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        return bytes(message)
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        return data
-
-
-async def raw_call(port: int, path: str, body: bytes | None,
+async def raw_call(port: int, path: str, body: bytes,
                    metadata: dict[str, str] | None = None) -> tuple[Status, str | None]:
-    """Call `path` with exactly `body` (None: send no message at all)."""
-    ch = Channel("127.0.0.1", port, codec=RawCodec())
+    """Call `path` with exactly `body` as the one request message."""
+    from urllib.parse import unquote
+
+    status, message = await h2_call(port, path, frame(body), headers=metadata)
+    assert status is not None, "no grpc-status in the answer"
+    return Status(int(status)), unquote(message) if message is not None else None
+
+
+async def h2_call(port: int, path: str, body: bytes, *,
+                  headers: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """One request on a raw HTTP/2 connection: any headers, any bytes (gRPC framing
+    included in `body`). Returns (grpc-status, grpc-message) as the server sent them."""
+    import asyncio
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    hdrs = {":method": "POST", ":scheme": "http", ":path": path, ":authority": "localhost",
+            "content-type": "application/grpc+proto", "te": "trailers", **(headers or {})}
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+    conn.initiate_connection()
+    sid = conn.get_next_available_stream_id()
+    conn.send_headers(sid, [(k, v) for k, v in hdrs.items() if v is not None],
+                      end_stream=not body)
+    pending = body
+
+    def pump() -> None:  # send what flow control allows
+        nonlocal pending
+        while pending:
+            room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+            if room <= 0:
+                return
+            chunk, pending = pending[:room], pending[room:]
+            conn.send_data(sid, chunk, end_stream=not pending)
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    got: dict[str, str] = {}
     try:
-        async with ch.request(path, Cardinality.UNARY_UNARY, bytes, bytes,
-                              metadata=metadata, timeout=10) as stream:
-            if body is None:
-                await stream.send_request(end=True)
-            else:
-                await stream.send_message(body, end=True)
-            try:
-                await stream.recv_message()
-                await stream.recv_trailing_metadata()
-            except GRPCError as exc:
-                return exc.status, exc.message
-            return Status.OK, None
+        pump()
+        writer.write(conn.data_to_send())
+        done = False
+        while not done:
+            data = await asyncio.wait_for(reader.read(65536), 10)
+            if not data:
+                break
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                    got.update({str(k): str(v) for k, v in ev.headers})
+                elif isinstance(ev, h2.events.DataReceived):
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
+                    done = True
+            if not done:
+                pump()
+            writer.write(conn.data_to_send())
     finally:
-        ch.close()
+        writer.close()
+    return got.get("grpc-status"), got.get("grpc-message")
+
+
+def frame(message: bytes) -> bytes:
+    """gRPC length-prefixed framing of one uncompressed message."""
+    import struct
+
+    return struct.pack(">?I", False, len(message)) + message
 
 
 # ------------------------------------------------------------ postgres

@@ -96,6 +96,7 @@ from jdkit._proto.grpc.health.v1 import (
     HealthCheckResponseServingStatus,
 )
 from jdkit._server._state import JDState
+from jdkit._server._wire import check as check_wire
 
 log = logging.getLogger("jdkit.server")
 
@@ -116,6 +117,7 @@ class Codec(ProtoCodec):
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
+            check_wire(data, message_type)
             return message_type.parse(data)
         except Exception as exc:  # betterproto2 raises many kinds on garbage
             detail = f"{type(exc).__name__}: {exc}"[:200]
@@ -220,11 +222,20 @@ async def _recv(stream: grpclib.server.Stream[Any, Any], name: str) -> Any:
     return request
 
 
+#: Status messages travel in an HTTP/2 header; messages that echo a huge
+#: caller-supplied value are cut so the answer stays readable by any client.
+MAX_STATUS_MESSAGE = 1000
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_STATUS_MESSAGE else message[:MAX_STATUS_MESSAGE] + "…"
+
+
 def _to_grpc(path: str, exc: Exception) -> GRPCError:
     if isinstance(exc, GRPCError):
-        return exc
+        return GRPCError(exc.status, _clip(exc.message or ""), exc.details)
     if isinstance(exc, RPCError):
-        return GRPCError(exc.code, exc.message)
+        return GRPCError(exc.code, _clip(exc.message))
     log.exception("unexpected error in %s", path, exc_info=exc)
     return GRPCError(Status.INTERNAL, f"internal server error in {path}")
 

@@ -428,7 +428,8 @@ def _detail_rows(obj: Any) -> list[tuple[str, str]]:
         value = getattr(obj, f.name)
         if isinstance(obj, betterproto2.Message) and value in (None, [], {}, ""):
             continue  # unset optional / empty fields say nothing
-        rows.append((f.name, fmt_value(value)))
+        text = fmt_value(value)
+        rows.append((f.name, text.strip("\n") if "\n" in text else text))
     return rows
 
 

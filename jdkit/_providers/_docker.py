@@ -96,6 +96,10 @@ LABEL_CREATED = "jdkit.created"
 LABEL_ROLE = "jdkit.role"
 LABEL_REUSE = "jdkit.reuse"
 
+# Readiness polls back off exponentially from 50 ms up to these caps: start-up
+# takes seconds, so a higher cap would mostly add idle waiting.
+_PG_POLL_MAX = 0.25
+_JD_POLL_MAX = 0.5
 _PG_ALIAS = "postgres"
 _PG_PORT = 5432
 _REDACTED = "<redacted>"
@@ -512,6 +516,7 @@ class DockerProvider(Provider):
         #: seconds spent: "images", "ready" (containers created to SERVING), "total"
         self.timings: dict[str, float] = {}
         self.reused = False
+        self._last_run_id: str | None = None
 
     def __repr__(self) -> str:
         where = f" {self.address}" if self._run and self._run.grpc_port else ""
@@ -521,7 +526,8 @@ class DockerProvider(Provider):
 
     @property
     def run_id(self) -> str | None:
-        return self._run.run_id if self._run else None
+        """The id of the current run, or of the last one after `aclose()`."""
+        return self._run.run_id if self._run else self._last_run_id
 
     @property
     def address(self) -> str:
@@ -584,6 +590,7 @@ class DockerProvider(Provider):
         self.timings["images"] = t1 - t0
 
         run = self._run = _Run(run_id=uuid.uuid4().hex, jd_image=jd_image, postgres_image=pg_image)
+        self._last_run_id = run.run_id
         labels = _run_labels(run.run_id, reuse=cfg.reuse)
         try:
             with anyio.fail_after(cfg.ready_timeout):
@@ -718,8 +725,10 @@ class DockerProvider(Provider):
             docker.containers.create(pg_config, name=f"jdkit-{short}-postgres")
         )
         run.postgres_id = pg.id
+        t_pg = time.monotonic()
         await self._guarded(pg.start())
         await self._wait_postgres(docker, run, pg)
+        self.timings["postgres"] = time.monotonic() - t_pg
 
         ports = [cfg.grpc_port, cfg.node_rpc_port, cfg.healthz_port]
         env = {
@@ -755,9 +764,9 @@ class DockerProvider(Provider):
                 int(bound[f"{p}/tcp"][0]["HostPort"]) for p in ports
             )
         except (KeyError, IndexError, TypeError, ValueError):
-            state = (info.get("State") or {}).get("Status")
-            if state != "running":
-                raise await self._failure(docker, run, f"the JD container is {state}") from None
+            state = dict(info.get("State") or {})
+            if state.get("Status") != "running":
+                raise await self._failure(docker, run, _exited("JD", state)) from None
             raise await self._failure(
                 docker, run, f"the engine reported no host ports for JD ({bound!r})"
             ) from None
@@ -784,9 +793,7 @@ class DockerProvider(Provider):
         while True:
             state = await self._state(docker, pg.id)
             if state.get("Status") != "running":
-                raise await self._failure(
-                    docker, run, f"the Postgres container exited (code {state.get('ExitCode')})"
-                )
+                raise await self._failure(docker, run, _exited("Postgres", state))
             exe = await pg.exec(
                 ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(_PG_PORT),
                  "-U", cfg.postgres_user, "-d", cfg.postgres_db],
@@ -801,7 +808,7 @@ class DockerProvider(Provider):
             if result.get("ExitCode") == 0:
                 return
             await anyio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, _PG_POLL_MAX)
 
     async def _wait_ready(self, docker: Docker, run: _Run) -> JobDistributor:
         """Poll JD's container state, gRPC health and /healthz with backoff
@@ -815,14 +822,12 @@ class DockerProvider(Provider):
             while True:
                 state = await self._state(docker, run.jd_id)
                 if state.get("Status") != "running":
-                    raise await self._failure(
-                        docker, run, f"the JD container exited (code {state.get('ExitCode')})"
-                    )
+                    raise await self._failure(docker, run, _exited("JD", state))
                 ok, self._last_probe = await probe.check()
                 if ok:
                     break
                 await anyio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, _JD_POLL_MAX)
         return JobDistributor.connect(f"127.0.0.1:{run.grpc_port}", timeout=cfg.call_timeout)
 
     async def _attach_reused(self, docker: Docker) -> JobDistributor | None:
@@ -851,6 +856,7 @@ class DockerProvider(Provider):
                 await remove_run(docker, run.run_id)
             return None
         self._run, self._keep, self.reused = run, True, True
+        self._last_run_id = run.run_id
         log.info("reusing run %s at 127.0.0.1:%d", run.run_id, run.grpc_port)
         return JobDistributor.connect(f"127.0.0.1:{run.grpc_port}", timeout=cfg.call_timeout)
 
@@ -904,6 +910,14 @@ class DockerProvider(Provider):
                 self._run = None
 
 
+def _exited(role: str, state: Mapping[str, Any]) -> str:
+    status = state.get("Status") or "gone"
+    what = f"exited (code {state.get('ExitCode')})" if status == "exited" else status
+    oom = ", killed for lack of memory" if state.get("OOMKilled") else ""
+    error = f": {state['Error']}" if state.get("Error") else ""
+    return f"the {role} container {what}{oom}{error}"
+
+
 class _HealthProbe:
     """One readiness check: gRPC health SERVING, then GET /healthz -> 200."""
 
@@ -929,19 +943,37 @@ class _HealthProbe:
     async def __aexit__(self, *exc: object) -> None:
         self._channel.close()
         if self._http is not None:
-            await self._http.close()
+            # Shielded: a cleanup await hit by the pending cancellation would
+            # hide the timeout that cancelled us.
+            with anyio.CancelScope(shield=True):
+                await self._http.close()
 
     async def check(self) -> tuple[bool, str]:
         from jdkit.pb import health
 
         serving = health.HealthCheckResponseServingStatus.SERVING
-        try:
-            with anyio.fail_after(2):
-                reply = await self._stub.check(health.HealthCheckRequest(service=""))
-        except TimeoutError:
-            return False, "gRPC health check: no answer within 2s"
-        except Exception as exc:
-            return False, f"gRPC health check: {type(exc).__name__}: {exc}"
+        outcome: list[health.HealthCheckResponse | str] = []
+
+        async def grpc_check() -> None:
+            try:
+                with anyio.fail_after(2):
+                    outcome.append(await self._stub.check(health.HealthCheckRequest(service="")))
+            except TimeoutError:
+                outcome.append("gRPC health check: no answer within 2s")
+            except Exception as exc:
+                outcome.append(f"gRPC health check: {type(exc).__name__}: {exc}")
+
+        # In a task of its own: when a connection drops (docker-proxy accepts
+        # before JD listens, then closes), grpclib cancels the awaiting task
+        # and raises its own error instead, leaving a cancellation request
+        # counted on that task (Task.cancelling()). In our task, that would
+        # make the enclosing anyio.fail_after take its own timeout for an
+        # outside cancellation and let CancelledError escape.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(grpc_check)
+        reply = outcome[0]
+        if isinstance(reply, str):
+            return False, reply
         if reply.status != serving:
             return False, f"gRPC health: {reply.status.name}"
         if self._http is None:

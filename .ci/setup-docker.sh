@@ -8,7 +8,8 @@
 #   3. base images from scratch with debootstrap + docker import
 #      (docker/base/build-rootfs.sh; skipped when up to date)
 #   4. the top images jdkit/postgres:15 and jdkit/jd:dev, when a Python that
-#      can import jdkit and aiodocker is at hand ($PYTHON, else python3);
+#      can import jdkit and aiodocker is at hand ($PYTHON, else the
+#      checkout's .venv, else python3);
 #      otherwise the tests build them on first use (jdkit/_providers/_images.py)
 #
 # No container registry is used anywhere: the machine may have none.
@@ -71,7 +72,7 @@ done
 
 # -- 4. top images, through the same code the tests use
 python=""
-for candidate in ${PYTHON:-} python3; do
+for candidate in ${PYTHON:-} "$root/.venv/bin/python" python3; do
     if PYTHONPATH="$root" "$candidate" -c 'import aiodocker, jdkit._providers._images' \
             >/dev/null 2>&1; then
         python="$candidate"

@@ -97,8 +97,11 @@ def test_secrets_are_random_per_config_and_never_in_repr() -> None:
     a, b = DockerConfig(), DockerConfig()
     assert a.postgres_password != b.postgres_password and a.csa_secret != b.csa_secret
     assert len(a.csa_secret) == 64 and int(a.csa_secret, 16) >= 0
-    cfg = DockerConfig(postgres_password="pw-SENTINEL", csa_secret="csa-SENTINEL",
-                       jd_env={"EXTRA_TOKEN": "tok-SENTINEL"})
+    cfg = DockerConfig(
+        postgres_password="pw-SENTINEL",
+        csa_secret="csa-SENTINEL",
+        jd_env={"EXTRA_TOKEN": "tok-SENTINEL"},
+    )
     for text in (repr(cfg), str(cfg), repr(DockerProvider(cfg))):
         assert "SENTINEL" not in text
     assert "postgres_password=<redacted>" in repr(cfg)

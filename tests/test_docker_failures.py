@@ -47,10 +47,13 @@ class Boom(Exception):
 
 @pytest.mark.asyncio
 async def test_jd_that_exits_at_start_raises_with_both_logs_and_no_secrets() -> None:
-    cfg = config(jd_command=[
-        "sh", "-c",
-        'echo "jd-boom-marker $DATABASE_URL $CSA_KEY_ENCRYPTION_SECRET" >&2; exit 3',
-    ])
+    cfg = config(
+        jd_command=[
+            "sh",
+            "-c",
+            'echo "jd-boom-marker $DATABASE_URL $CSA_KEY_ENCRYPTION_SECRET" >&2; exit 3',
+        ]
+    )
     provider = DockerProvider(cfg)
     with pytest.raises(DockerProviderError) as caught:
         await provider.initialize()

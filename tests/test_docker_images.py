@@ -43,7 +43,9 @@ def test_rootfs_hash_matches_the_script() -> None:
     for tag in (BASE_POSTGRES, BASE_PYTHON):
         out = subprocess.run(
             ["bash", str(tree.rootfs_script), "--spec-hash", tag],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         assert out == rootfs_spec_hash(tree, tag)
 
@@ -51,8 +53,7 @@ def test_rootfs_hash_matches_the_script() -> None:
 def test_jd_hash_follows_the_source(tmp_path: Path) -> None:
     copy = tmp_path / "checkout"
     shutil.copytree(ROOT / "docker", copy / "docker")
-    shutil.copytree(ROOT / "jdkit", copy / "jdkit",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "jdkit", copy / "jdkit", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
     tree = find_source_tree(copy / "jdkit" / "__init__.py")
     assert tree.root == copy
@@ -102,8 +103,13 @@ async def test_images_are_up_to_date_and_a_second_check_is_cheap(docker: Any) ->
     assert {"14231/tcp", "8080/tcp", "8081/tcp"} <= set(info["Config"]["ExposedPorts"])
 
 
-async def _run(docker: Any, image: str, env: dict[str, str], cmd: list[str] | None = None,
-               network: tuple[str, str] | None = None) -> Any:
+async def _run(
+    docker: Any,
+    image: str,
+    env: dict[str, str],
+    cmd: list[str] | None = None,
+    network: tuple[str, str] | None = None,
+) -> Any:
     config: dict[str, Any] = {
         "Image": image,
         "Env": [f"{k}={v}" for k, v in env.items()],
@@ -142,22 +148,31 @@ async def _wait_tcp_ready(container: Any) -> None:
 @pytest.mark.asyncio
 async def test_postgres_image_honours_the_official_contract(docker: Any) -> None:
     password = "s3cret pw'\"$"
-    net = await docker.networks.create({"Name": f"jdkit-test-{uuid.uuid4().hex[:8]}",
-                                        "Labels": {LABEL: "1"}})
-    pg = await _run(docker, POSTGRES_IMAGE, {
-        "POSTGRES_USER": "app",
-        "POSTGRES_PASSWORD": password,
-        "POSTGRES_DB": "appdb",
-        "POSTGRES_INITDB_ARGS": "--data-checksums",
-    }, network=(net.id, "db"))
+    net = await docker.networks.create(
+        {"Name": f"jdkit-test-{uuid.uuid4().hex[:8]}", "Labels": {LABEL: "1"}}
+    )
+    pg = await _run(
+        docker,
+        POSTGRES_IMAGE,
+        {
+            "POSTGRES_USER": "app",
+            "POSTGRES_PASSWORD": password,
+            "POSTGRES_DB": "appdb",
+            "POSTGRES_INITDB_ARGS": "--data-checksums",
+        },
+        network=(net.id, "db"),
+    )
     # A second container: connections over the network must use the password
     # (inside the container, initdb's defaults trust the socket and loopback).
     client = await _run(docker, POSTGRES_IMAGE, {}, cmd=["sleep", "300"], network=(net.id, "c"))
     try:
         await _wait_tcp_ready(pg)
         psql = ["psql", "-h", "db", "-U", "app", "-d", "appdb", "-tA", "-c"]
-        code, out = await _exec(client, [*psql, "select current_user || ' ' || current_database()"],
-                                {"PGPASSWORD": password})
+        code, out = await _exec(
+            client,
+            [*psql, "select current_user || ' ' || current_database()"],
+            {"PGPASSWORD": password},
+        )
         assert (code, out.strip()) == (0, "app appdb")
         code, out = await _exec(client, [*psql, "show data_checksums"], {"PGPASSWORD": password})
         assert (code, out.strip()) == (0, "on")  # POSTGRES_INITDB_ARGS reached initdb
@@ -195,10 +210,16 @@ async def test_postgres_image_refuses_to_init_without_a_password(docker: Any) ->
 @pytest.mark.docker
 @pytest.mark.asyncio
 async def test_jd_image_runs_jdkit_as_a_non_root_user_offline(docker: Any) -> None:
-    jd = await _run(docker, JD_IMAGE, {}, cmd=[
-        "python", "-c",
-        "import os, jdkit, psycopg, jdkit._server; print(os.getuid(), jdkit.__file__)",
-    ])
+    jd = await _run(
+        docker,
+        JD_IMAGE,
+        {},
+        cmd=[
+            "python",
+            "-c",
+            "import os, jdkit, psycopg, jdkit._server; print(os.getuid(), jdkit.__file__)",
+        ],
+    )
     try:
         with anyio.fail_after(60):
             result = await jd.wait()

@@ -48,14 +48,22 @@ async def _every_service(jd: JobDistributor) -> None:
     keys = [f"{i:064x}" for i in (1, 2)]
     nodes = []
     for i, key in enumerate(keys):
-        resp = await jd.register_node(node.RegisterNodeRequest(
-            name=f"n{i}", public_key=key, labels=[label.Label(key="env", value="test")]))
+        resp = await jd.register_node(
+            node.RegisterNodeRequest(
+                name=f"n{i}", public_key=key, labels=[label.Label(key="env", value="test")]
+            )
+        )
         assert resp.node is not None and resp.node.is_enabled
         nodes.append(resp.node)
     got = (await jd.get_node(node.GetNodeRequest(id=nodes[0].id))).node
     assert got is not None and got.public_key == keys[0]
-    listed = await jd.list_nodes(node.ListNodesRequest(filter=node.ListNodesRequestFilter(
-        selectors=[label.Selector(key="env", op=label.SelectorOp.EQ, value="test")])))
+    listed = await jd.list_nodes(
+        node.ListNodesRequest(
+            filter=node.ListNodesRequestFilter(
+                selectors=[label.Selector(key="env", op=label.SelectorOp.EQ, value="test")]
+            )
+        )
+    )
     assert sorted(n.id for n in listed.nodes) == sorted(n.id for n in nodes)
     renamed = (await jd.update_node(node.UpdateNodeRequest(id=nodes[1].id, name="renamed"))).node
     assert renamed is not None and renamed.name == "renamed"
@@ -66,46 +74,80 @@ async def _every_service(jd: JobDistributor) -> None:
     await jd.list_node_chain_configs(node.ListNodeChainConfigsRequest())
 
     ext = str(uuid.uuid4())
-    proposal = (await jd.propose_job(job.ProposeJobRequest(
-        node_id=nodes[0].id, spec=_spec(ext)))).proposal
+    proposal = (
+        await jd.propose_job(job.ProposeJobRequest(node_id=nodes[0].id, spec=_spec(ext)))
+    ).proposal
     assert proposal is not None and proposal.revision == 1
     assert proposal.status == job.ProposalStatus.PROPOSED
-    batch = await jd.batch_propose_job(job.BatchProposeJobRequest(
-        node_ids=[nodes[1].id, "node_missing"], spec=_spec(str(uuid.uuid4()))))
+    batch = await jd.batch_propose_job(
+        job.BatchProposeJobRequest(
+            node_ids=[nodes[1].id, "node_missing"], spec=_spec(str(uuid.uuid4()))
+        )
+    )
     assert set(batch.success_responses) == {nodes[1].id}
     assert set(batch.failed_responses) == {"node_missing"}
-    jobs = (await jd.list_jobs(job.ListJobsRequest(
-        filter=job.ListJobsRequestFilter(node_ids=[nodes[0].id])))).jobs
+    jobs = (
+        await jd.list_jobs(
+            job.ListJobsRequest(filter=job.ListJobsRequestFilter(node_ids=[nodes[0].id]))
+        )
+    ).jobs
     assert [j.uuid for j in jobs] == [ext]
     the_job = (await jd.get_job(job.GetJobRequest(id=proposal.job_id))).job
     assert the_job is not None and the_job.proposal_ids == [proposal.id]
     assert (await jd.get_proposal(job.GetProposalRequest(id=proposal.id))).proposal is not None
-    props = (await jd.list_proposals(job.ListProposalsRequest(
-        filter=job.ListProposalsRequestFilter(job_ids=[proposal.job_id])))).proposals
+    props = (
+        await jd.list_proposals(
+            job.ListProposalsRequest(
+                filter=job.ListProposalsRequestFilter(job_ids=[proposal.job_id])
+            )
+        )
+    ).proposals
     assert [p.id for p in props] == [proposal.id]
 
-    policy = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest(
-        policy=protobuf.Struct.from_dict({"max_failures": 3})))).rollback_policy
+    policy = (
+        await jd.create_rollback_policy(
+            probation.CreateRollbackPolicyRequest(
+                policy=protobuf.Struct.from_dict({"max_failures": 3})
+            )
+        )
+    ).rollback_policy
     assert policy is not None
-    fetched = (await jd.get_rollback_policy(
-        probation.GetRollbackPolicyRequest(id=policy.id))).rollback_policy
+    fetched = (
+        await jd.get_rollback_policy(probation.GetRollbackPolicyRequest(id=policy.id))
+    ).rollback_policy
     assert fetched is not None and fetched.policy is not None
     assert fetched.policy.to_dict() == {"max_failures": 3}
-    assert [p.id for p in (await jd.list_rollback_policies(
-        probation.ListRollbackPoliciesRequest())).rollback_policies] == [policy.id]
-    await jd.update_rollback_policy(probation.UpdateRollbackPolicyRequest(
-        id=policy.id, policy=protobuf.Struct.from_dict({"max_failures": 5})))
-    updated = (await jd.update_job(job.UpdateJobRequest(
-        id=proposal.job_id, labels=[label.Label(key="team", value="a")],
-        rollback_policy_id=int(policy.id)))).job
+    assert [
+        p.id
+        for p in (
+            await jd.list_rollback_policies(probation.ListRollbackPoliciesRequest())
+        ).rollback_policies
+    ] == [policy.id]
+    await jd.update_rollback_policy(
+        probation.UpdateRollbackPolicyRequest(
+            id=policy.id, policy=protobuf.Struct.from_dict({"max_failures": 5})
+        )
+    )
+    updated = (
+        await jd.update_job(
+            job.UpdateJobRequest(
+                id=proposal.job_id,
+                labels=[label.Label(key="team", value="a")],
+                rollback_policy_id=int(policy.id),
+            )
+        )
+    ).job
     assert updated is not None and updated.rollback_policy_id == int(policy.id)
 
     revoked = (await jd.revoke_job(job.RevokeJobRequest(id=proposal.job_id))).proposal
     assert revoked is not None and revoked.status == job.ProposalStatus.REVOKED
     deleted = (await jd.delete_job(job.DeleteJobRequest(id=proposal.job_id))).job
     assert deleted is not None and deleted.deleted_at is not None
-    assert (await jd.list_jobs(job.ListJobsRequest(
-        filter=job.ListJobsRequestFilter(node_ids=[nodes[0].id])))).jobs == []
+    assert (
+        await jd.list_jobs(
+            job.ListJobsRequest(filter=job.ListJobsRequestFilter(node_ids=[nodes[0].id]))
+        )
+    ).jobs == []
     with pytest.raises(NotFoundError):
         await jd.get_node(node.GetNodeRequest(id="node_missing"))
 
@@ -114,7 +156,8 @@ async def _psql(container_id: str, user: str, db: str, sql: str) -> str:
     """Run `sql` in the Postgres container (over its socket) and return stdout."""
     async with engine() as docker:
         exe = await docker.containers.container(container_id).exec(
-            ["psql", "-U", user, "-d", db, "-tAc", sql])
+            ["psql", "-U", user, "-d", db, "-tAc", sql]
+        )
         async with exe.start(detach=False) as stream:
             out = []
             while (msg := await stream.read_out()) is not None:
@@ -148,13 +191,20 @@ async def test_full_cycle_every_service_then_nothing_left() -> None:
         # Only loopback, ephemeral host ports are published.
         published = [b for b in roles["jd"]["Ports"] if b.get("PublicPort")]
         assert {b["PrivatePort"] for b in published} == {
-            cfg.grpc_port, cfg.node_rpc_port, cfg.healthz_port}
+            cfg.grpc_port,
+            cfg.node_rpc_port,
+            cfg.healthz_port,
+        }
         assert all(b["IP"] == "127.0.0.1" for b in published)
         assert not [b for b in roles["postgres"]["Ports"] if b.get("PublicPort")]
 
         # JD keeps its state in that Postgres (not in a fallback SQLite).
-        count = await _psql(roles["postgres"]["Id"], cfg.postgres_user, cfg.postgres_db,
-                            "select count(*) from jd_nodes")
+        count = await _psql(
+            roles["postgres"]["Id"],
+            cfg.postgres_user,
+            cfg.postgres_db,
+            "select count(*) from jd_nodes",
+        )
         assert count == "2"
 
         # Secrets are in the containers' environment, never in labels or repr.
@@ -206,8 +256,10 @@ async def test_time_to_ready(capsys: pytest.CaptureFixture[str]) -> None:
         await assert_nothing_left(provider.run_id)
     median = statistics.median(times)
     with capsys.disabled():
-        print(f"\nDocker provider time to ready: median {median:.2f}s of "
-              f"{', '.join(f'{t:.2f}' for t in times)}")
+        print(
+            f"\nDocker provider time to ready: median {median:.2f}s of "
+            f"{', '.join(f'{t:.2f}' for t in times)}"
+        )
     assert median < 60
 
 

@@ -93,7 +93,12 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
     for f in /docker-entrypoint-initdb.d/*; do
         case "$f" in
             *.sh)
-                if [[ -x "$f" ]]; then log "running $f"; "$f"; else log "sourcing $f"; . "$f"; fi ;;
+                if [[ -x "$f" ]]; then
+                    log "running $f"; "$f"
+                else
+                    # shellcheck source=/dev/null
+                    log "sourcing $f"; . "$f"
+                fi ;;
             *.sql) log "running $f"; "${psql[@]}" --dbname "$POSTGRES_DB" -f "$f" ;;
             *.sql.gz) log "running $f"; gzip -dc "$f" | "${psql[@]}" --dbname "$POSTGRES_DB" ;;
             *) log "ignoring $f" ;;

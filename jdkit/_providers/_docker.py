@@ -190,8 +190,9 @@ class DockerConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not _IDENT_RE.match(value):
                 raise ConfigError(
-                    name, f"must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 "
-                    f"characters), got {value!r}"
+                    name,
+                    f"must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 "
+                    f"characters), got {value!r}",
                 )
         for name in ("postgres_password", "csa_secret"):
             value = getattr(self, name)
@@ -214,8 +215,9 @@ class DockerConfig:
             or not isinstance(self.call_timeout, int | float)
             or self.call_timeout <= 0
         ):
-            raise ConfigError("call_timeout", f"must be positive seconds or None, got "
-                              f"{self.call_timeout!r}")
+            raise ConfigError(
+                "call_timeout", f"must be positive seconds or None, got {self.call_timeout!r}"
+            )
         for name in ("reuse", "build_images", "check_healthz", "fast_postgres"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, f"must be True or False, got {getattr(self, name)!r}")
@@ -234,9 +236,11 @@ class DockerConfig:
         if len({self.grpc_port, self.node_rpc_port, self.healthz_port}) != 3:
             raise ConfigError("grpc_port", "grpc_port, node_rpc_port and healthz_port must differ")
         if self.jd_command is not None:
-            if isinstance(self.jd_command, str) or not all(
-                isinstance(a, str) for a in self.jd_command
-            ) or not self.jd_command:
+            if (
+                isinstance(self.jd_command, str)
+                or not all(isinstance(a, str) for a in self.jd_command)
+                or not self.jd_command
+            ):
                 raise ConfigError("jd_command", "must be a non-empty list of strings (or None)")
             object.__setattr__(self, "jd_command", tuple(self.jd_command))
         if not isinstance(self.jd_env, Mapping):
@@ -294,12 +298,18 @@ class DockerConfig:
         data = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("postgres_password", "csa_secret", "ready_timeout",
-                              "pull_timeout", "call_timeout", "log_tail", "reuse")
+            if f.name
+            not in (
+                "postgres_password",
+                "csa_secret",
+                "ready_timeout",
+                "pull_timeout",
+                "call_timeout",
+                "log_tail",
+                "reuse",
+            )
         }
-        return hashlib.sha256(
-            json.dumps(data, sort_keys=True, default=repr).encode()
-        ).hexdigest()
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=repr).encode()).hexdigest()
 
 
 def _looks_secret(key: str) -> bool:
@@ -598,13 +608,18 @@ class DockerProvider(Provider):
                 client = await self._wait_ready(docker, run)
         except TimeoutError as exc:
             raise await self._failure(
-                docker, run, f"JD was not ready after {cfg.ready_timeout:g}s "
-                f"({self._last_probe})"
+                docker, run, f"JD was not ready after {cfg.ready_timeout:g}s ({self._last_probe})"
             ) from exc
         t2 = time.monotonic()
         self.timings.update(ready=t2 - t1, total=t2 - t0)
-        log.info("JD ready at 127.0.0.1:%d in %.2fs (run %s, images %s, %s)",
-                 run.grpc_port, t2 - t1, run.run_id, jd_image, pg_image)
+        log.info(
+            "JD ready at 127.0.0.1:%d in %.2fs (run %s, images %s, %s)",
+            run.grpc_port,
+            t2 - t1,
+            run.run_id,
+            jd_image,
+            pg_image,
+        )
         if cfg.reuse:
             _REUSED[cfg._reuse_key()] = (run, cfg.docker_host)
             self._keep = True
@@ -633,8 +648,9 @@ class DockerProvider(Provider):
             if image == LOCAL_JD_IMAGE
             else f"set DockerConfig(jd_image=...) or ${ENV_JD_IMAGE} to an image you have"
         )
-        raise DockerProviderError(f"JD image {image} is not present and pulling it failed "
-                                  f"({why}); {hint}")
+        raise DockerProviderError(
+            f"JD image {image} is not present and pulling it failed ({why}); {hint}"
+        )
 
     async def _postgres_image(self, docker: Docker) -> str:
         cfg = self.config
@@ -693,12 +709,16 @@ class DockerProvider(Provider):
         cfg = self.config
         short = run.run_id[:12]
         run.network = f"jdkit-{short}"
-        await self._guarded(docker.networks.create({
-            "Name": run.network,
-            "Driver": "bridge",
-            "CheckDuplicate": True,
-            "Labels": labels,
-        }))
+        await self._guarded(
+            docker.networks.create(
+                {
+                    "Name": run.network,
+                    "Driver": "bridge",
+                    "CheckDuplicate": True,
+                    "Labels": labels,
+                }
+            )
+        )
 
         pg_env = {
             "POSTGRES_USER": cfg.postgres_user,
@@ -710,8 +730,15 @@ class DockerProvider(Provider):
         if cfg.fast_postgres:
             pg_env["POSTGRES_INITDB_ARGS"] = "--no-sync"
             pg_host["Tmpfs"] = {"/var/lib/postgresql/data": "rw"}
-            pg_cmd = ["postgres", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                      "-c", "full_page_writes=off"]
+            pg_cmd = [
+                "postgres",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         pg_config: dict[str, Any] = {
             "Image": run.postgres_image,
             "Env": [f"{k}={v}" for k, v in pg_env.items()],
@@ -795,9 +822,20 @@ class DockerProvider(Provider):
             if state.get("Status") != "running":
                 raise await self._failure(docker, run, _exited("Postgres", state))
             exe = await pg.exec(
-                ["pg_isready", "-q", "-h", "127.0.0.1", "-p", str(_PG_PORT),
-                 "-U", cfg.postgres_user, "-d", cfg.postgres_db],
-                stdout=False, stderr=False,
+                [
+                    "pg_isready",
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(_PG_PORT),
+                    "-U",
+                    cfg.postgres_user,
+                    "-d",
+                    cfg.postgres_db,
+                ],
+                stdout=False,
+                stderr=False,
             )
             await exe.start(detach=True)
             for _ in range(100):
@@ -901,8 +939,10 @@ class DockerProvider(Provider):
                 if run is not None and not keep:
                     await remove_run(docker, run.run_id, settle=self._interrupted)
             if scope.cancelled_caught:
-                log.warning("removing run %s took over 60s; the next sweep will finish it",
-                            run.run_id if run else "?")
+                log.warning(
+                    "removing run %s took over 60s; the next sweep will finish it",
+                    run.run_id if run else "?",
+                )
         finally:
             with anyio.CancelScope(shield=True):
                 await docker.close()

@@ -301,7 +301,10 @@ async def ensure_postgres_image(docker: Docker, tree: SourceTree, *, force: bool
             files[rel.relative_to("docker/postgres").as_posix()] = (path.read_bytes(), mode)
         log.info("building %s", POSTGRES_IMAGE)
         await _build(
-            docker, _context(files), POSTGRES_IMAGE, {CONTEXT_LABEL: want},
+            docker,
+            _context(files),
+            POSTGRES_IMAGE,
+            {CONTEXT_LABEL: want},
             {"BASE": BASE_POSTGRES},
         )
     return POSTGRES_IMAGE
@@ -314,8 +317,9 @@ def _jd_extras(tree: SourceTree) -> list[str]:
 
 
 def _platform_args() -> list[str]:
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(),
-                                                       platform.machine().lower())
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
     major, top = IMAGE_GLIBC
     plats = [f"manylinux_{major}_{minor}_{arch}" for minor in range(top, 16, -1)]
     plats.append(f"manylinux2014_{arch}")  # pip adds manylinux2010/manylinux1 for it
@@ -346,15 +350,23 @@ async def _make_wheels(tree: SourceTree, snapshot: Path, out: Path, extras: list
     house = tree.cache_dir / "wheels"
     house.mkdir(parents=True, exist_ok=True)
     download = [*pip, "download", "--quiet", *_platform_args()]
-    offline = [*download, "--no-index", "--find-links", str(house), "-d", str(out / "deps"),
-               requirement]
+    offline = [
+        *download,
+        "--no-index",
+        "--find-links",
+        str(house),
+        "-d",
+        str(out / "deps"),
+        requirement,
+    ]
     try:
         await _run(offline, "resolving jdkit's dependencies from the local wheelhouse")
     except ImageBuildError:
         log.info("fetching wheels for the JD image into %s", house)
-        await _run([*download, "-d", str(house), requirement],
-                   "downloading jdkit's dependencies (CPython "
-                   f"{IMAGE_PYTHON}, manylinux wheels)")
+        await _run(
+            [*download, "-d", str(house), requirement],
+            f"downloading jdkit's dependencies (CPython {IMAGE_PYTHON}, manylinux wheels)",
+        )
         for stray in house.glob("jdkit-*"):
             stray.unlink()  # the wheel is made afresh each time
         await _run(offline, "resolving jdkit's dependencies from the local wheelhouse")
@@ -393,7 +405,10 @@ async def ensure_jd_image(docker: Docker, tree: SourceTree, *, force: bool = Fal
                 for w in sorted((wheels / sub).iterdir()):
                     ctx[f"{sub}/{w.name}"] = (w.read_bytes(), 0o644)
             await _build(
-                docker, _context(ctx), JD_IMAGE, {CONTEXT_LABEL: want},
+                docker,
+                _context(ctx),
+                JD_IMAGE,
+                {CONTEXT_LABEL: want},
                 {"BASE": BASE_PYTHON, "JDKIT_EXTRAS": ",".join(extras) or "postgres"},
             )
     return JD_IMAGE
@@ -450,13 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rebuild the top images")
     parser.add_argument("--only", choices=["jd", "postgres"], help="just this image")
-    parser.add_argument("--check", action="store_true",
-                        help="build nothing; exit 1 when an image is missing or stale")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="build nothing; exit 1 when an image is missing or stale",
+    )
     parser.add_argument("--docker-host", help="engine URL (default: DOCKER_HOST or the socket)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="[images] %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="[images] %(message)s"
+    )
 
     async def go() -> int:
         import aiodocker

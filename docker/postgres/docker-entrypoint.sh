@@ -96,8 +96,9 @@ if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
                 if [[ -x "$f" ]]; then
                     log "running $f"; "$f"
                 else
+                    log "sourcing $f"
                     # shellcheck source=/dev/null
-                    log "sourcing $f"; . "$f"
+                    . "$f"
                 fi ;;
             *.sql) log "running $f"; "${psql[@]}" --dbname "$POSTGRES_DB" -f "$f" ;;
             *.sql.gz) log "running $f"; gzip -dc "$f" | "${psql[@]}" --dbname "$POSTGRES_DB" ;;

@@ -44,24 +44,34 @@ async def served(**kw: Any) -> AsyncIterator[tuple[EmbeddedJD, JobDistributor]]:
             yield srv, jd
 
 
-async def add_node(jd: JobDistributor, i: int, name: str | None = None,
-                   labels: list[label.Label] | None = None) -> node.Node:
-    resp = await jd.register_node(node.RegisterNodeRequest(
-        name=name or f"node-{i}", public_key=pubkey(i), labels=labels or []))
+async def add_node(
+    jd: JobDistributor, i: int, name: str | None = None, labels: list[label.Label] | None = None
+) -> node.Node:
+    resp = await jd.register_node(
+        node.RegisterNodeRequest(
+            name=name or f"node-{i}", public_key=pubkey(i), labels=labels or []
+        )
+    )
     assert resp.node is not None
     return resp.node
 
 
-async def propose(jd: JobDistributor, node_id: str, ext_id: str | None = None,
-                  labels: list[label.Label] | None = None) -> job.Proposal:
-    resp = await jd.propose_job(job.ProposeJobRequest(
-        node_id=node_id, spec=spec(ext_id), labels=labels or []))
+async def propose(
+    jd: JobDistributor,
+    node_id: str,
+    ext_id: str | None = None,
+    labels: list[label.Label] | None = None,
+) -> job.Proposal:
+    resp = await jd.propose_job(
+        job.ProposeJobRequest(node_id=node_id, spec=spec(ext_id), labels=labels or [])
+    )
     assert resp.proposal is not None
     return resp.proposal
 
 
-async def raw_call(port: int, path: str, body: bytes,
-                   metadata: dict[str, str] | None = None) -> tuple[Status, str | None]:
+async def raw_call(
+    port: int, path: str, body: bytes, metadata: dict[str, str] | None = None
+) -> tuple[Status, str | None]:
     """Call `path` with exactly `body` as the one request message."""
     from urllib.parse import unquote
 
@@ -70,8 +80,9 @@ async def raw_call(port: int, path: str, body: bytes,
     return Status(int(status)), unquote(message) if message is not None else None
 
 
-async def h2_call(port: int, path: str, body: bytes, *,
-                  headers: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+async def h2_call(
+    port: int, path: str, body: bytes, *, headers: dict[str, str] | None = None
+) -> tuple[str | None, str | None]:
     """One request on a raw HTTP/2 connection: any headers, any bytes (gRPC framing
     included in `body`). Returns (grpc-status, grpc-message) as the server sent them."""
     import asyncio
@@ -80,14 +91,23 @@ async def h2_call(port: int, path: str, body: bytes, *,
     import h2.connection
     import h2.events
 
-    hdrs = {":method": "POST", ":scheme": "http", ":path": path, ":authority": "localhost",
-            "content-type": "application/grpc+proto", "te": "trailers", **(headers or {})}
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(
-        client_side=True, header_encoding="utf-8", validate_outbound_headers=False))
+    hdrs = {
+        ":method": "POST",
+        ":scheme": "http",
+        ":path": path,
+        ":authority": "localhost",
+        "content-type": "application/grpc+proto",
+        "te": "trailers",
+        **(headers or {}),
+    }
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False
+        )
+    )
     conn.initiate_connection()
     sid = conn.get_next_available_stream_id()
-    conn.send_headers(sid, [(k, v) for k, v in hdrs.items() if v is not None],
-                      end_stream=not body)
+    conn.send_headers(sid, [(k, v) for k, v in hdrs.items() if v is not None], end_stream=not body)
     pending = body
 
     def pump() -> None:  # send what flow control allows
@@ -163,15 +183,40 @@ class Postgres:
         if as_root:
             shutil.chown(self.root, "postgres")
         data = os.path.join(self.root, "data")
-        self._run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync",
-                  "-E", "UTF8", "--locale=C")
-        self._run("pg_ctl", "-D", data, "-l", os.path.join(self.root, "log"), "-w", "-o",
-                  f"-p {self.port} -k {self.root} -h 127.0.0.1 -F", "start")
+        self._run(
+            "initdb",
+            "-D",
+            data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            os.path.join(self.root, "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.root} -h 127.0.0.1 -F",
+            "start",
+        )
         self.data = data
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._prefix, os.path.join(self.bindir, tool), *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        subprocess.run(
+            [*self._prefix, os.path.join(self.bindir, tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"

@@ -32,8 +32,13 @@ async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, str]
     return int(head.split()[1]), body
 
 
-BASE_ENV = {"JDKIT_HOST": "127.0.0.1", "PORT": "0", "HEALTHZ_PORT": "0",
-            "CSA_KEY_ENCRYPTION_SECRET": "s3cret-from-env", "NODE_RPC_PORT": "8080"}
+BASE_ENV = {
+    "JDKIT_HOST": "127.0.0.1",
+    "PORT": "0",
+    "HEALTHZ_PORT": "0",
+    "CSA_KEY_ENCRYPTION_SECRET": "s3cret-from-env",
+    "NODE_RPC_PORT": "8080",
+}
 
 
 @pytest.mark.asyncio
@@ -57,14 +62,12 @@ async def test_from_env_serves_grpc_and_healthz(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_from_env_config_errors() -> None:
     with pytest.raises(ConfigError, match="CSA_KEY_ENCRYPTION_SECRET"):
-        EmbeddedJD.from_env({k: v for k, v in BASE_ENV.items()
-                             if k != "CSA_KEY_ENCRYPTION_SECRET"})
+        EmbeddedJD.from_env({k: v for k, v in BASE_ENV.items() if k != "CSA_KEY_ENCRYPTION_SECRET"})
     for key, value in [("PORT", "http"), ("HEALTHZ_PORT", "70000"), ("NODE_RPC_PORT", "x")]:
         with pytest.raises(ConfigError, match=key):
             EmbeddedJD.from_env({**BASE_ENV, key: value})
     with pytest.raises(ConfigError, match="Postgres"):
-        await EmbeddedJD.from_env({**BASE_ENV,
-                                   "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"})
+        await EmbeddedJD.from_env({**BASE_ENV, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"})
 
 
 @pytest.mark.asyncio
@@ -99,8 +102,14 @@ async def test_calls_during_stop_are_unavailable_and_stop_is_quick() -> None:
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     full = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_line(proc: subprocess.Popen[str], prefix: str) -> str:
@@ -140,14 +149,16 @@ async def test_python_m_runs_from_env_and_stops_on_sigterm() -> None:
 async def test_python_m_without_secret_fails_clearly() -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != "CSA_KEY_ENCRYPTION_SECRET"}
     proc = _spawn(["-m", "jdkit._server"], {**env, "CSA_KEY_ENCRYPTION_SECRET": ""})
-    out, err = await asyncio.to_thread(proc.communicate, None, 20)
+    _out, err = await asyncio.to_thread(proc.communicate, None, 20)
     assert proc.returncode == 2 and "CSA_KEY_ENCRYPTION_SECRET" in err
 
 
 @pytest.mark.asyncio
 async def test_serve_forever_prints_address_and_stops_on_sigint() -> None:
-    code = ("import asyncio; from jdkit._server import serve_forever; "
-            "asyncio.run(serve_forever('127.0.0.1', 0, ':memory:'))")
+    code = (
+        "import asyncio; from jdkit._server import serve_forever; "
+        "asyncio.run(serve_forever('127.0.0.1', 0, ':memory:'))"
+    )
     proc = _spawn(["-c", code], {"CSA_KEY_ENCRYPTION_SECRET": ""})
     try:
         line = await asyncio.to_thread(_wait_line, proc, "listening on 127.0.0.1:")

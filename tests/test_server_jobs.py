@@ -85,13 +85,16 @@ async def test_delivery_follows_connection(env: Env) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("text", "needle"), [
-    ("", "empty"),
-    ("not = [toml", "not valid TOML"),
-    ('type = "cron"\n', "no externalJobID"),
-    ('externalJobID = "not-a-uuid"\n', "is not a UUID"),
-    ("externalJobID = 12\n", "must be a UUID string"),
-])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "empty"),
+        ("not = [toml", "not valid TOML"),
+        ('type = "cron"\n', "no externalJobID"),
+        ('externalJobID = "not-a-uuid"\n', "is not a UUID"),
+        ("externalJobID = 12\n", "must be a UUID string"),
+    ],
+)
 async def test_spec_validation(env: Env, text: str, needle: str) -> None:
     _, jd = env
     n = await add_node(jd, 1)
@@ -119,8 +122,11 @@ async def test_batch_propose_reports_each_node(env: Env) -> None:
     a, b, c = await add_node(jd, 1), await add_node(jd, 2), await add_node(jd, 3)
     await jd.disable_node(node.DisableNodeRequest(id=c.id))
     ext = str(uuid.uuid4())
-    resp = await jd.batch_propose_job(job.BatchProposeJobRequest(
-        node_ids=[a.id, "node_nope", b.id, c.id, a.id], spec=spec(ext), labels=[lbl("k")]))
+    resp = await jd.batch_propose_job(
+        job.BatchProposeJobRequest(
+            node_ids=[a.id, "node_nope", b.id, c.id, a.id], spec=spec(ext), labels=[lbl("k")]
+        )
+    )
     assert set(resp.success_responses) == {a.id, b.id}
     assert set(resp.failed_responses) == {"node_nope", c.id}
     assert "not found" in resp.failed_responses["node_nope"].error_message
@@ -208,8 +214,9 @@ async def test_proposals_get_and_list(env: Env) -> None:
         await jd.get_proposal(job.GetProposalRequest())
 
     async def ids(**f: object) -> list[str]:
-        resp = await jd.list_proposals(job.ListProposalsRequest(
-            filter=job.ListProposalsRequestFilter(**f)))
+        resp = await jd.list_proposals(
+            job.ListProposalsRequest(filter=job.ListProposalsRequestFilter(**f))
+        )
         return [p.id for p in resp.proposals]
 
     assert [p.id for p in (await jd.list_proposals()).proposals] == [p1.id, p2.id, p3.id]
@@ -286,17 +293,22 @@ async def test_update_job(env: Env) -> None:
     assert up.updated_at is not None and before.updated_at is not None
     assert up.updated_at > before.updated_at
     sel = label.Selector(key="env", op=Op.EQ, value="prod")
-    found = await jd.list_jobs(job.ListJobsRequest(filter=job.ListJobsRequestFilter(
-        selectors=[sel])))
+    found = await jd.list_jobs(
+        job.ListJobsRequest(filter=job.ListJobsRequestFilter(selectors=[sel]))
+    )
     assert [j.id for j in found.jobs] == [p.job_id]
 
     with pytest.raises(NotFoundError, match="rollback policy"):
         await jd.update_job(job.UpdateJobRequest(id=p.job_id, rollback_policy_id=99))
-    pol = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest(
-        policy=protobuf.Struct.from_dict({"max": 3})))).rollback_policy
+    pol = (
+        await jd.create_rollback_policy(
+            probation.CreateRollbackPolicyRequest(policy=protobuf.Struct.from_dict({"max": 3}))
+        )
+    ).rollback_policy
     assert pol is not None
-    linked = (await jd.update_job(job.UpdateJobRequest(
-        id=p.job_id, rollback_policy_id=int(pol.id)))).job
+    linked = (
+        await jd.update_job(job.UpdateJobRequest(id=p.job_id, rollback_policy_id=int(pol.id)))
+    ).job
     assert linked is not None and linked.rollback_policy_id == int(pol.id)
     assert [(x.key, x.value) for x in linked.labels] == [("env", "prod")]  # labels untouched
     with pytest.raises(NotFoundError):

@@ -61,14 +61,17 @@ async def test_register_rejects_duplicate_public_key(env: Env) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("name", "key", "needle"), [
-    ("n", "", "public_key"),
-    ("n", "abc", "public_key"),
-    ("n", "zz" * 32, "public_key"),
-    ("n", "ab" * 33, "public_key"),
-    ("n", "0x" + "ab" * 31, "public_key"),
-    ("", pubkey(5), "name"),
-])
+@pytest.mark.parametrize(
+    ("name", "key", "needle"),
+    [
+        ("n", "", "public_key"),
+        ("n", "abc", "public_key"),
+        ("n", "zz" * 32, "public_key"),
+        ("n", "ab" * 33, "public_key"),
+        ("n", "0x" + "ab" * 31, "public_key"),
+        ("", pubkey(5), "name"),
+    ],
+)
 async def test_register_validates(env: Env, name: str, key: str, needle: str) -> None:
     _, jd = env
     with pytest.raises(InvalidArgumentError) as info:
@@ -123,8 +126,9 @@ async def test_list_nodes_filters(env: Env) -> None:
     assert await ids(enabled=node.EnableState.DISABLED) == [c.id]
     sel = label.Selector
     assert await ids(selectors=[sel(key="env", op=Op.EQ, value="prod")]) == [a.id, c.id]
-    assert await ids(selectors=[sel(key="env", op=Op.EQ, value="prod"),
-                                sel(key="team", op=Op.EXIST)]) == [a.id]
+    assert await ids(
+        selectors=[sel(key="env", op=Op.EQ, value="prod"), sel(key="team", op=Op.EXIST)]
+    ) == [a.id]
     assert await ids(selectors=[sel(key="team", op=Op.NOT_EXIST)]) == [c.id]
     assert await ids(selectors=[sel(key="env", op=Op.IN, value="dev, qa")]) == [b.id]
     assert await ids(ids=[a.id], enabled=node.EnableState.DISABLED) == []
@@ -182,13 +186,17 @@ async def test_update_node(env: Env) -> None:
     assert up.public_key == n.public_key
     assert up.updated_at is not None and n.updated_at is not None
     assert up.updated_at > n.updated_at
-    up2 = (await jd.update_node(node.UpdateNodeRequest(
-        id=n.id, public_key=pubkey(3), labels=[lbl("team", "b")]))).node
+    up2 = (
+        await jd.update_node(
+            node.UpdateNodeRequest(id=n.id, public_key=pubkey(3), labels=[lbl("team", "b")])
+        )
+    ).node
     assert up2 is not None and up2.public_key == pubkey(3)
     assert [(x.key, x.value) for x in up2.labels] == [("team", "b")]  # replaced
     sel = label.Selector(key="env", op=Op.EXIST)
-    listed = await jd.list_nodes(node.ListNodesRequest(
-        filter=node.ListNodesRequestFilter(selectors=[sel])))
+    listed = await jd.list_nodes(
+        node.ListNodesRequest(filter=node.ListNodesRequestFilter(selectors=[sel]))
+    )
     assert listed.nodes == []  # the label index follows the replacement
     with pytest.raises(AlreadyExistsError):
         await jd.update_node(node.UpdateNodeRequest(id=n.id, public_key=other.public_key))
@@ -212,8 +220,10 @@ async def test_enable_disable(env: Env) -> None:
     assert again is not None and again.updated_at == off.updated_at  # no change, no move
     on = (await jd.enable_node(node.EnableNodeRequest(id=n.id))).node
     assert on is not None and on.is_enabled
-    for call in (jd.enable_node(node.EnableNodeRequest(id="node_nope")),
-                 jd.disable_node(node.DisableNodeRequest(id="node_nope"))):
+    for call in (
+        jd.enable_node(node.EnableNodeRequest(id="node_nope")),
+        jd.disable_node(node.DisableNodeRequest(id="node_nope")),
+    ):
         with pytest.raises(NotFoundError):
             await call
     with pytest.raises(InvalidArgumentError):
@@ -236,10 +246,13 @@ async def test_connected_flag_is_played_from_python(env: Env) -> None:
 
 def _cfg(chain_id: str, kind: node.ChainType, account: str) -> node.ChainConfig:
     return node.ChainConfig(
-        chain=node.Chain(id=chain_id, type=kind), account_address=account,
+        chain=node.Chain(id=chain_id, type=kind),
+        account_address=account,
         admin_address="0xadmin",
-        ocr2_config=node.Ocr2Config(enabled=True, p2p_key_bundle=node.Ocr2ConfigP2PKeyBundle(
-            peer_id="p2p_12D3", public_key="ab")),
+        ocr2_config=node.Ocr2Config(
+            enabled=True,
+            p2p_key_bundle=node.Ocr2ConfigP2PKeyBundle(peer_id="p2p_12D3", public_key="ab"),
+        ),
     )
 
 
@@ -253,14 +266,23 @@ async def test_chain_configs(env: Env) -> None:
     await srv.add_chain_config(a.id, _cfg("1", node.ChainType.EVM, "0xa2"))  # replaces
     everything = (await jd.list_node_chain_configs()).chain_configs
     assert len(everything) == 3
-    only_a = (await jd.list_node_chain_configs(node.ListNodeChainConfigsRequest(
-        filter=node.ListNodeChainConfigsRequestFilter(node_ids=[a.id])))).chain_configs
-    assert {(c.node_id, c.chain.type if c.chain else None, c.account_address)
-            for c in only_a} == {(a.id, node.ChainType.EVM, "0xa2"),
-                                 (a.id, node.ChainType.SOLANA, "sol")}
+    only_a = (
+        await jd.list_node_chain_configs(
+            node.ListNodeChainConfigsRequest(
+                filter=node.ListNodeChainConfigsRequestFilter(node_ids=[a.id])
+            )
+        )
+    ).chain_configs
+    assert {(c.node_id, c.chain.type if c.chain else None, c.account_address) for c in only_a} == {
+        (a.id, node.ChainType.EVM, "0xa2"),
+        (a.id, node.ChainType.SOLANA, "sol"),
+    }
     assert only_a[0].ocr2_config is not None and only_a[0].ocr2_config.p2p_key_bundle
-    none = await jd.list_node_chain_configs(node.ListNodeChainConfigsRequest(
-        filter=node.ListNodeChainConfigsRequestFilter(node_ids=["node_nope"])))
+    none = await jd.list_node_chain_configs(
+        node.ListNodeChainConfigsRequest(
+            filter=node.ListNodeChainConfigsRequestFilter(node_ids=["node_nope"])
+        )
+    )
     assert none.chain_configs == []
     with pytest.raises(NotFoundError):
         await srv.add_chain_config("node_nope", _cfg("1", node.ChainType.EVM, "x"))

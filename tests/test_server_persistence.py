@@ -31,9 +31,14 @@ async def build_state(srv: EmbeddedJD, jd: JobDistributor) -> None:
     b = await add_node(jd, 2, labels=[lbl("env", "dev")])
     await jd.disable_node(node.DisableNodeRequest(id=b.id))
     await srv.set_node_connected(a.id)
-    await srv.add_chain_config(a.id, node.ChainConfig(
-        chain=node.Chain(id="11155111", type=node.ChainType.EVM), account_address="0xabc",
-        ocr2_config=node.Ocr2Config(enabled=True, multiaddr="/ip4/1.2.3.4")))
+    await srv.add_chain_config(
+        a.id,
+        node.ChainConfig(
+            chain=node.Chain(id="11155111", type=node.ChainType.EVM),
+            account_address="0xabc",
+            ocr2_config=node.Ocr2Config(enabled=True, multiaddr="/ip4/1.2.3.4"),
+        ),
+    )
     ext = str(uuid.uuid4())
     p1 = await propose(jd, a.id, ext, labels=[lbl("team", "x")])
     p2 = await propose(jd, a.id, ext)
@@ -41,8 +46,13 @@ async def build_state(srv: EmbeddedJD, jd: JobDistributor) -> None:
     p3 = await propose(jd, a.id)
     await jd.revoke_job(job.RevokeJobRequest(id=p3.job_id))
     await jd.delete_job(job.DeleteJobRequest(id=p3.job_id))
-    pol = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest(
-        policy=protobuf.Struct.from_dict({"steps": [1, 2], "auto": True})))).rollback_policy
+    pol = (
+        await jd.create_rollback_policy(
+            probation.CreateRollbackPolicyRequest(
+                policy=protobuf.Struct.from_dict({"steps": [1, 2], "auto": True})
+            )
+        )
+    ).rollback_policy
     assert pol is not None
     await jd.update_job(job.UpdateJobRequest(id=p1.job_id, rollback_policy_id=int(pol.id)))
 
@@ -54,8 +64,7 @@ async def snapshot(jd: JobDistributor) -> dict[str, Any]:
         "jobs": [j.to_dict() for j in (await jd.list_jobs(everything)).jobs],
         "proposals": [p.to_dict() for p in (await jd.list_proposals()).proposals],
         "policies": [p.to_dict() for p in (await jd.list_rollback_policies()).rollback_policies],
-        "chain_configs": [c.to_dict() for c in
-                          (await jd.list_node_chain_configs()).chain_configs],
+        "chain_configs": [c.to_dict() for c in (await jd.list_node_chain_configs()).chain_configs],
         "keypairs": [k.to_dict() for k in (await jd.list_keypairs()).keypairs],
     }
 
@@ -74,13 +83,15 @@ async def check_restart(db: str) -> None:
         p = await propose(jd, nodes[0].id, before["jobs"][0]["uuid"])
         assert p.revision == 3
         sel = label.Selector(key="env", op=label.SelectorOp.EQ, value="prod")
-        found = await jd.list_nodes(node.ListNodesRequest(
-            filter=node.ListNodesRequestFilter(selectors=[sel])))
+        found = await jd.list_nodes(
+            node.ListNodesRequest(filter=node.ListNodesRequestFilter(selectors=[sel]))
+        )
         assert [n.id for n in found.nodes] == [nodes[0].id]
         with pytest.raises(FailedPreconditionError):  # still REVOKED after the restart
             await jd.revoke_job(job.RevokeJobRequest(id=before["jobs"][1]["id"]))
-        pol = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())
-               ).rollback_policy
+        pol = (
+            await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())
+        ).rollback_policy
         assert pol is not None and pol.id == "2"
 
     with pytest.raises(ConfigError) as info:
@@ -106,8 +117,7 @@ async def test_sqlite_url_form(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
-async def test_dev_secret_on_a_file_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture
-                                          ) -> None:
+async def test_dev_secret_on_a_file_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="jdkit.server")
     async with served(db=str(tmp_path / "dev.db")):
         pass
@@ -127,8 +137,9 @@ async def test_bad_db_and_empty_secret_are_config_errors(tmp_path: Path) -> None
 
 
 @pytest.mark.asyncio
-async def test_secrets_stay_out_of_logs_and_reprs(tmp_path: Path,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+async def test_secrets_stay_out_of_logs_and_reprs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     db = str(tmp_path / "s.db")
     async with served(db=db, csa_secret=SECRET) as (srv, jd):
@@ -171,8 +182,9 @@ async def test_postgres_rules_match_sqlite(pg: Postgres) -> None:
         found = (await jd.list_nodes(node.ListNodesRequest(filter=flt))).nodes
         assert [n.id for n in found] == [m for i, m in enumerate(made) if i % 3 in (0, 2)]
         many = node.ListNodesRequestFilter(ids=[f"node_{i}" for i in range(800)] + made[:1])
-        assert [n.id for n in (await jd.list_nodes(node.ListNodesRequest(filter=many))).nodes
-                ] == made[:1]
+        assert [
+            n.id for n in (await jd.list_nodes(node.ListNodesRequest(filter=many))).nodes
+        ] == made[:1]
         with pytest.raises(InvalidArgumentError, match="NUL"):
             await jd.get_node(node.GetNodeRequest(id="\x00"))
         with pytest.raises(AlreadyExistsError):
@@ -181,6 +193,7 @@ async def test_postgres_rules_match_sqlite(pg: Postgres) -> None:
         revs = [(await propose(jd, made[0], ext)).revision for _ in range(3)]
         assert revs == [1, 2, 3]
         huge = [lbl(f"k{i}", "v") for i in range(5000)]
-        n = await jd.register_node(node.RegisterNodeRequest(
-            name="big", public_key=pubkey(99), labels=huge))
+        n = await jd.register_node(
+            node.RegisterNodeRequest(name="big", public_key=pubkey(99), labels=huge)
+        )
         assert n.node is not None and len(n.node.labels) == 5000

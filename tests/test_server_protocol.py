@@ -73,15 +73,18 @@ async def test_version_is_jdkits(env: Env) -> None:
 async def test_rollback_policies(env: Env) -> None:
     _, jd = env
     doc = {"threshold": 0.5, "steps": [1, "two", None, True], "nested": {"k": "v"}}
-    made = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest(
-        policy=protobuf.Struct.from_dict(doc)))).rollback_policy
+    made = (
+        await jd.create_rollback_policy(
+            probation.CreateRollbackPolicyRequest(policy=protobuf.Struct.from_dict(doc))
+        )
+    ).rollback_policy
     assert made is not None and made.id == "1" and made.policy is not None
     assert made.policy.to_dict() == doc
-    empty = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())
-             ).rollback_policy
+    empty = (
+        await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())
+    ).rollback_policy
     assert empty is not None and empty.id == "2"
-    got = (await jd.get_rollback_policy(probation.GetRollbackPolicyRequest(id="1"))
-           ).rollback_policy
+    got = (await jd.get_rollback_policy(probation.GetRollbackPolicyRequest(id="1"))).rollback_policy
     assert got is not None and got.to_dict() == made.to_dict()
     for bad in ("99", "x", "01", "-1", "9" * 40):
         with pytest.raises(NotFoundError):
@@ -91,21 +94,33 @@ async def test_rollback_policies(env: Env) -> None:
 
     everything = (await jd.list_rollback_policies()).rollback_policies
     assert [p.id for p in everything] == ["1", "2"]
-    some = await jd.list_rollback_policies(probation.ListRollbackPoliciesRequest(
-        filter=probation.ListRollbackPoliciesRequestFilter(ids=["2", "nope"])))
+    some = await jd.list_rollback_policies(
+        probation.ListRollbackPoliciesRequest(
+            filter=probation.ListRollbackPoliciesRequestFilter(ids=["2", "nope"])
+        )
+    )
     assert [p.id for p in some.rollback_policies] == ["2"]
-    none = await jd.list_rollback_policies(probation.ListRollbackPoliciesRequest(
-        filter=probation.ListRollbackPoliciesRequestFilter(ids=["nope"])))
+    none = await jd.list_rollback_policies(
+        probation.ListRollbackPoliciesRequest(
+            filter=probation.ListRollbackPoliciesRequestFilter(ids=["nope"])
+        )
+    )
     assert none.rollback_policies == []
 
-    up = (await jd.update_rollback_policy(probation.UpdateRollbackPolicyRequest(
-        id="1", policy=protobuf.Struct.from_dict({"threshold": 1})))).rollback_policy
+    up = (
+        await jd.update_rollback_policy(
+            probation.UpdateRollbackPolicyRequest(
+                id="1", policy=protobuf.Struct.from_dict({"threshold": 1})
+            )
+        )
+    ).rollback_policy
     assert up is not None and up.policy is not None and up.policy.to_dict() == {"threshold": 1}
     assert up.updated_at is not None and made.updated_at is not None
     assert up.updated_at > made.updated_at and up.created_at == made.created_at
     with pytest.raises(NotFoundError):
-        await jd.update_rollback_policy(probation.UpdateRollbackPolicyRequest(
-            id="42", policy=protobuf.Struct()))
+        await jd.update_rollback_policy(
+            probation.UpdateRollbackPolicyRequest(id="42", policy=protobuf.Struct())
+        )
     with pytest.raises(InvalidArgumentError, match="policy is required"):
         await jd.update_rollback_policy(probation.UpdateRollbackPolicyRequest(id="1"))
     broken = protobuf.Struct(fields={"k": protobuf.Value()})  # a Value with no kind
@@ -200,8 +215,10 @@ async def test_write_calls_count_successes_and_failures(env: Env) -> None:
     await propose(jd, n.id)
     assert srv.write_calls == 4
     assert srv.calls["/api.node.v1.NodeService/RegisterNode"] == 2
-    assert set(srv.calls) - WRITES == {"/api.node.v1.NodeService/ListNodes",
-                                       "/api.app.v1.AppService/Version"}
+    assert set(srv.calls) - WRITES == {
+        "/api.node.v1.NodeService/ListNodes",
+        "/api.app.v1.AppService/Version",
+    }
 
 
 @pytest.mark.asyncio
@@ -224,8 +241,11 @@ async def test_reset_keeps_only_the_keypair(env: Env) -> None:
     await srv.reset()
     assert srv.write_calls == 0
     assert (await jd.list_nodes()).nodes == []
-    assert (await jd.list_jobs(job.ListJobsRequest(
-        filter=job.ListJobsRequestFilter(include_deleted=True)))).jobs == []
+    assert (
+        await jd.list_jobs(
+            job.ListJobsRequest(filter=job.ListJobsRequestFilter(include_deleted=True))
+        )
+    ).jobs == []
     assert (await jd.list_proposals()).proposals == []
     assert (await jd.list_rollback_policies()).rollback_policies == []
     assert (await jd.list_node_chain_configs()).chain_configs == []
@@ -234,8 +254,7 @@ async def test_reset_keeps_only_the_keypair(env: Env) -> None:
     assert await jd.get_csa_public_key() == key
     again = await add_node(jd, 1)  # the public key is free again
     assert again.id != n.id
-    pol = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())
-           ).rollback_policy
+    pol = (await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())).rollback_policy
     assert pol is not None and pol.id == "1"
 
 
@@ -263,10 +282,13 @@ async def test_auth_hook() -> None:
         async with JobDistributor.connect(srv.address, timeout=5, metadata=meta) as jd:
             await jd.register_node(node.RegisterNodeRequest(name="n", public_key=pubkey(1)))
         for header in ("Bearer bad", "Basic Zm9vOmJhcg==", "bearer   good  "):
-            status, _ = await raw_call(srv.port, "/api.node.v1.NodeService/ListNodes", b"",
-                                       metadata={"authorization": header})
-            assert status == (Status.OK if header.endswith("good  ") else
-                              Status.UNAUTHENTICATED)
+            status, _ = await raw_call(
+                srv.port,
+                "/api.node.v1.NodeService/ListNodes",
+                b"",
+                metadata={"authorization": header},
+            )
+            assert status == (Status.OK if header.endswith("good  ") else Status.UNAUTHENTICATED)
         assert seen == [None, "good", "bad", None, "good"]
         assert srv.write_calls == 1  # refused calls count as received
 
@@ -321,20 +343,25 @@ async def test_unknown_method_is_unimplemented(env: Env) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("headers", [
-    {"grpc-timeout": "soon"},
-    {"grpc-timeout": "-5S"},
-    {"content-type": "application/grpc+json"},
-    {"content-type": "text/plain"},
-    {"te": "gzip"},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"grpc-timeout": "soon"},
+        {"grpc-timeout": "-5S"},
+        {"content-type": "application/grpc+json"},
+        {"content-type": "text/plain"},
+        {"te": "gzip"},
+    ],
+)
 async def test_malformed_headers_are_invalid_argument(env: Env, headers: dict[str, str]) -> None:
     srv, _ = env
-    status, message = await h2_call(srv.port, "/api.app.v1.AppService/Version", frame(b""),
-                                    headers=headers)
+    status, message = await h2_call(
+        srv.port, "/api.app.v1.AppService/Version", frame(b""), headers=headers
+    )
     assert status == str(Status.INVALID_ARGUMENT.value), message
-    status, _ = await h2_call(srv.port, "/api.app.v1.AppService/Version", frame(b""),
-                              headers={"grpc-timeout": "5S"})
+    status, _ = await h2_call(
+        srv.port, "/api.app.v1.AppService/Version", frame(b""), headers={"grpc-timeout": "5S"}
+    )
     assert status == "0"
 
 
@@ -395,7 +422,8 @@ async def test_no_caller_input_gets_internal_or_unknown(env: Env) -> None:
         _field(1, 2, _field(2, 0, 99)),  # filter.enabled = 99
         _field(1, 2, _field(3, 2, _field(1, 2, b"env") + _field(2, 0, 2**40))),
         _field(9, 5, b"\x00\x00\x00\x00"),
-        _field(2, 2, spec().encode()) + _field(1, 2, n.id.encode())
+        _field(2, 2, spec().encode())
+        + _field(1, 2, n.id.encode())
         + b"".join(_field(3, 2, _field(1, 2, f"k{i}".encode())) for i in range(2000)),
     ]
     samples += [rng.randbytes(rng.randint(1, 64)) for _ in range(8)]
@@ -413,13 +441,14 @@ async def test_no_caller_input_gets_internal_or_unknown(env: Env) -> None:
 
 @pytest.mark.asyncio
 async def test_boundary_values_get_sensible_answers(env: Env) -> None:
-    srv, jd = env
+    _srv, jd = env
     huge_labels = [lbl(f"k{i}", str(i)) for i in range(20_000)]
     n = await add_node(jd, 1, labels=huge_labels)
     assert len(n.labels) == 20_000
     sel = label.Selector(key="k19999", op=label.SelectorOp.EQ, value="19999")
-    found = await jd.list_nodes(node.ListNodesRequest(
-        filter=node.ListNodesRequestFilter(selectors=[sel] * 500)))
+    found = await jd.list_nodes(
+        node.ListNodesRequest(filter=node.ListNodesRequestFilter(selectors=[sel] * 500))
+    )
     assert [x.id for x in found.nodes] == [n.id]
     with pytest.raises(InvalidArgumentError, match="NUL"):
         await jd.register_node(node.RegisterNodeRequest(name="a\x00b", public_key=pubkey(2)))
@@ -448,6 +477,7 @@ async def test_server_survives_abrupt_clients(env: Env) -> None:
     writer.close()
     await asyncio.sleep(0.1)
     assert (await jd.version()).version == jdkit.__version__
-    status, _ = await raw_call(srv.port, "/api.app.v1.AppService/Version",
-                               csa.GetKeypairRequest().SerializeToString())
+    status, _ = await raw_call(
+        srv.port, "/api.app.v1.AppService/Version", csa.GetKeypairRequest().SerializeToString()
+    )
     assert status == Status.OK

@@ -13,8 +13,13 @@ from jdkit.pb import label
 Op = label.SelectorOp
 S = label.Selector
 
-LABELS: dict[str, str | None] = {"env": "prod", "team": "a", "bare": None, "empty": "",
-                                 "spaced": "x y"}
+LABELS: dict[str, str | None] = {
+    "env": "prod",
+    "team": "a",
+    "bare": None,
+    "empty": "",
+    "spaced": "x y",
+}
 
 CASES = [
     # (selector, expected)
@@ -72,7 +77,12 @@ def test_split_items() -> None:
 
 
 LABEL_SETS: list[dict[str, str | None]] = [
-    LABELS, {}, {"env": None}, {"env": ""}, {"env": "dev", "team": "b"}, {"team": "a"},
+    LABELS,
+    {},
+    {"env": None},
+    {"env": ""},
+    {"env": "dev", "team": "b"},
+    {"team": "a"},
     {"env": "prod", "x": "1"},
 ]
 
@@ -83,8 +93,9 @@ def _sqlite_with(label_sets: list[dict[str, str | None]]) -> sqlite3.Connection:
     conn.execute("CREATE TABLE o_labels (owner_id TEXT, lkey TEXT, lvalue TEXT)")
     for i, labels in enumerate(label_sets):
         conn.execute("INSERT INTO o VALUES (?)", [str(i)])
-        conn.executemany("INSERT INTO o_labels VALUES (?, ?, ?)",
-                         [(str(i), k, v) for k, v in labels.items()])
+        conn.executemany(
+            "INSERT INTO o_labels VALUES (?, ?, ?)", [(str(i), k, v) for k, v in labels.items()]
+        )
     return conn
 
 
@@ -100,8 +111,9 @@ def test_sql_condition_agrees_with_matcher() -> None:
             assert cond is not None
             parts.append(cond[0])
             params.extend(cond[1])
-        got = {int(r[0]) for r in conn.execute(
-            f"SELECT id FROM o WHERE {' AND '.join(parts)}", params)}
+        got = {
+            int(r[0]) for r in conn.execute(f"SELECT id FROM o WHERE {' AND '.join(parts)}", params)
+        }
         want = {i for i, labels in enumerate(LABEL_SETS) if matches(labels, combo)}
         assert got == want, combo
 

@@ -14,5 +14,10 @@ from jdkit._server._csa import DEV_CSA_SECRET
 from jdkit._server._embedded import EmbeddedJD, run_until_signalled, serve_forever
 from jdkit._server._selectors import matches as selector_matches
 
-__all__ = ["DEV_CSA_SECRET", "EmbeddedJD", "run_until_signalled", "selector_matches",
-           "serve_forever"]
+__all__ = [
+    "DEV_CSA_SECRET",
+    "EmbeddedJD",
+    "run_until_signalled",
+    "selector_matches",
+    "serve_forever",
+]

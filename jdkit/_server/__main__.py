@@ -13,8 +13,10 @@ from jdkit._server._embedded import EmbeddedJD, run_until_signalled
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("JDKIT_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("JDKIT_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(run_until_signalled(EmbeddedJD.from_env()))
     except ConfigError as exc:

@@ -40,14 +40,28 @@ def _b64(b: bytes) -> str:
 def create(secret: str) -> tuple[str, str]:
     """A new keypair: (public key hex, sealed private key as text)."""
     key = Ed25519PrivateKey.generate()
-    public_hex = key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
-    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                            serialization.NoEncryption())
+    public_hex = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        .hex()
+    )
+    raw = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     salt, nonce = os.urandom(16), os.urandom(12)
     ct = AESGCM(_kdf(secret, salt, _N, _R, _P)).encrypt(nonce, raw, public_hex.encode())
-    sealed = json.dumps({"v": 1, "kdf": "scrypt", "n": _N, "r": _R, "p": _P,
-                         "salt": _b64(salt), "nonce": _b64(nonce), "ct": _b64(ct)})
+    sealed = json.dumps(
+        {
+            "v": 1,
+            "kdf": "scrypt",
+            "n": _N,
+            "r": _R,
+            "p": _P,
+            "salt": _b64(salt),
+            "nonce": _b64(nonce),
+            "ct": _b64(ct),
+        }
+    )
     return public_hex, sealed
 
 
@@ -60,8 +74,9 @@ def verify(secret: str, public_hex: str, sealed: str) -> None:
     try:
         box = json.loads(sealed)
         key = _kdf(secret, base64.b64decode(box["salt"]), box["n"], box["r"], box["p"])
-        raw = AESGCM(key).decrypt(base64.b64decode(box["nonce"]),
-                                  base64.b64decode(box["ct"]), public_hex.encode())
+        raw = AESGCM(key).decrypt(
+            base64.b64decode(box["nonce"]), base64.b64decode(box["ct"]), public_hex.encode()
+        )
     except InvalidTag:
         raise ConfigError(
             "csa_secret",
@@ -70,7 +85,11 @@ def verify(secret: str, public_hex: str, sealed: str) -> None:
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("csa_secret", f"the stored CSA key is unreadable: {exc}") from None
-    derived = Ed25519PrivateKey.from_private_bytes(raw).public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+    derived = (
+        Ed25519PrivateKey.from_private_bytes(raw)
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        .hex()
+    )
     if derived != public_hex:
         raise ConfigError("csa_secret", "the stored CSA private key does not match its public key")

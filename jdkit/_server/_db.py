@@ -283,7 +283,7 @@ def is_postgres_url(db: str) -> bool:
 
 def sqlite_path(db: str) -> str:
     if db.startswith("sqlite://"):
-        rest = db[len("sqlite://"):]
+        rest = db[len("sqlite://") :]
         # sqlite:///relative.db -> relative.db; sqlite:////abs.db -> /abs.db
         rest = rest[1:] if rest.startswith("/") else rest
         return rest or ":memory:"

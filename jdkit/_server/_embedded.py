@@ -49,8 +49,9 @@ class _Starting:
     async def __aenter__(self) -> EmbeddedJD:
         return await self._go()
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self._jd.stop()
 
 
@@ -116,12 +117,26 @@ class EmbeddedJD:
         healthz_port: int | None = None,
     ) -> _Starting:
         """Start a server; `await` the result, or `async with` it to stop on exit."""
-        return _Starting(cls(host=host, port=port, db=db, csa_secret=csa_secret, auth=auth,
-                             ssl=ssl, healthz_port=healthz_port))
+        return _Starting(
+            cls(
+                host=host,
+                port=port,
+                db=db,
+                csa_secret=csa_secret,
+                auth=auth,
+                ssl=ssl,
+                healthz_port=healthz_port,
+            )
+        )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *,
-                 auth: AuthHook | None = None, ssl: _ssl.SSLContext | None = None) -> _Starting:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        auth: AuthHook | None = None,
+        ssl: _ssl.SSLContext | None = None,
+    ) -> _Starting:
         """Start the way the real JD image is configured.
 
         DATABASE_URL (Postgres; unset means SQLite at JDKIT_DB, default
@@ -133,30 +148,38 @@ class EmbeddedJD:
         env = os.environ if environ is None else environ
         secret = env.get("CSA_KEY_ENCRYPTION_SECRET", "")
         if not secret:
-            raise ConfigError("CSA_KEY_ENCRYPTION_SECRET",
-                              "is not set; JD needs it to seal its CSA private key")
+            raise ConfigError(
+                "CSA_KEY_ENCRYPTION_SECRET", "is not set; JD needs it to seal its CSA private key"
+            )
         node_rpc = env.get("NODE_RPC_PORT")
         if node_rpc:
             _port_from(node_rpc, "NODE_RPC_PORT")
-            log.info("NODE_RPC_PORT=%s accepted but not served: jdkit's JD has no node-facing "
-                     "protocol (play the node with the EmbeddedJD helpers)", node_rpc)
-        return _Starting(cls(
-            host=env.get("JDKIT_HOST") or "0.0.0.0",
-            port=_port_from(env.get("PORT") or str(DEFAULT_ENV_PORT), "PORT"),
-            db=env.get("DATABASE_URL") or env.get("JDKIT_DB") or ":memory:",
-            csa_secret=secret,
-            auth=auth,
-            ssl=ssl,
-            healthz_port=_port_from(env.get("HEALTHZ_PORT") or str(DEFAULT_HEALTHZ_PORT),
-                                    "HEALTHZ_PORT"),
-        ))
+            log.info(
+                "NODE_RPC_PORT=%s accepted but not served: jdkit's JD has no node-facing "
+                "protocol (play the node with the EmbeddedJD helpers)",
+                node_rpc,
+            )
+        return _Starting(
+            cls(
+                host=env.get("JDKIT_HOST") or "0.0.0.0",
+                port=_port_from(env.get("PORT") or str(DEFAULT_ENV_PORT), "PORT"),
+                db=env.get("DATABASE_URL") or env.get("JDKIT_DB") or ":memory:",
+                csa_secret=secret,
+                auth=auth,
+                ssl=ssl,
+                healthz_port=_port_from(
+                    env.get("HEALTHZ_PORT") or str(DEFAULT_HEALTHZ_PORT), "HEALTHZ_PORT"
+                ),
+            )
+        )
 
     async def __aenter__(self) -> Self:
         await self._start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def _start(self) -> None:
@@ -166,9 +189,11 @@ class EmbeddedJD:
         if secret is None:
             secret = DEV_CSA_SECRET
             if self.db_url != ":memory:":
-                log.warning("no csa_secret given: the CSA key in %s is sealed with the public "
-                            "dev secret (fine for tests, not for anything real)",
-                            redact_url(self.db_url))
+                log.warning(
+                    "no csa_secret given: the CSA key in %s is sealed with the public "
+                    "dev secret (fine for tests, not for anything real)",
+                    redact_url(self.db_url),
+                )
         self._db = await open_database(self.db_url)
         try:
             self._state = JDState(self._db)
@@ -184,14 +209,20 @@ class EmbeddedJD:
             self._server = server
             if self._healthz_port is not None:
                 self._healthz = await HealthzServer.start(
-                    self.host, self._healthz_port, lambda: self._rt is not None
-                    and self._rt.status == ServingStatus.SERVING)
+                    self.host,
+                    self._healthz_port,
+                    lambda: self._rt is not None and self._rt.status == ServingStatus.SERVING,
+                )
         except BaseException:
             await self._db.close()
             self._db = None
             raise
-        log.info("embedded JD listening on %s (db %s%s)", self.address,
-                 redact_url(self.db_url), ", TLS" if self._ssl else "")
+        log.info(
+            "embedded JD listening on %s (db %s%s)",
+            self.address,
+            redact_url(self.db_url),
+            ", TLS" if self._ssl else "",
+        )
 
     # ------------------------------------------------------------- stop
 
@@ -207,8 +238,7 @@ class EmbeddedJD:
             rt.draining = True
             await rt.set_status(ServingStatus.NOT_SERVING)
             if not await rt.wait_idle(grace):
-                log.warning("stopping with %d call(s) still running after %.1fs",
-                            rt.active, grace)
+                log.warning("stopping with %d call(s) still running after %.1fs", rt.active, grace)
         if self._healthz is not None:
             await self._healthz.stop()
         if server is not None:
@@ -263,18 +293,22 @@ class EmbeddedJD:
     async def approve_proposal(self, proposal_id: str) -> Proposal:
         """The node approves a PROPOSED proposal."""
         return await self.state.answer_proposal(
-            proposal_id, ProposalStatus.APPROVED, [ProposalStatus.PROPOSED])
+            proposal_id, ProposalStatus.APPROVED, [ProposalStatus.PROPOSED]
+        )
 
     async def reject_proposal(self, proposal_id: str) -> Proposal:
         """The node rejects a PROPOSED proposal."""
         return await self.state.answer_proposal(
-            proposal_id, ProposalStatus.REJECTED, [ProposalStatus.PROPOSED])
+            proposal_id, ProposalStatus.REJECTED, [ProposalStatus.PROPOSED]
+        )
 
     async def cancel_proposal(self, proposal_id: str) -> Proposal:
         """The node cancels a PROPOSED or APPROVED proposal."""
         return await self.state.answer_proposal(
-            proposal_id, ProposalStatus.CANCELLED,
-            [ProposalStatus.PROPOSED, ProposalStatus.APPROVED])
+            proposal_id,
+            ProposalStatus.CANCELLED,
+            [ProposalStatus.PROPOSED, ProposalStatus.APPROVED],
+        )
 
     async def set_node_connected(self, node_id: str, connected: bool = True) -> Node:
         """The node (dis)connects; connecting delivers its pending proposals."""
@@ -353,8 +387,19 @@ async def serve_forever(
     """
     secret = csa_secret or os.environ.get("CSA_KEY_ENCRYPTION_SECRET") or None
     if secret is None and (db != ":memory:" or is_postgres_url(db)):
-        print("warning: no CSA_KEY_ENCRYPTION_SECRET; using the public dev secret",
-              file=sys.stderr, flush=True)
-    await run_until_signalled(EmbeddedJD.start(
-        host=host, port=port, db=db, csa_secret=secret, auth=auth, ssl=ssl,
-        healthz_port=healthz_port))
+        print(
+            "warning: no CSA_KEY_ENCRYPTION_SECRET; using the public dev secret",
+            file=sys.stderr,
+            flush=True,
+        )
+    await run_until_signalled(
+        EmbeddedJD.start(
+            host=host,
+            port=port,
+            db=db,
+            csa_secret=secret,
+            auth=auth,
+            ssl=ssl,
+            healthz_port=healthz_port,
+        )
+    )

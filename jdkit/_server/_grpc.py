@@ -95,6 +95,7 @@ from jdkit._proto.grpc.health.v1 import (
     HealthCheckResponse,
     HealthCheckResponseServingStatus,
 )
+from jdkit._server._fastpb import ENCODERS
 from jdkit._server._state import JDState
 from jdkit._server._wire import check as check_wire
 
@@ -113,7 +114,14 @@ def proto_name(message_type: type[Any]) -> str:
 
 
 class Codec(ProtoCodec):
-    """ProtoCodec whose decode failures are the caller's INVALID_ARGUMENT."""
+    """ProtoCodec whose decode failures are the caller's INVALID_ARGUMENT, with
+    fast encoders for the large list responses."""
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        fast = ENCODERS.get(type(message))
+        if fast is not None:
+            return fast(message)
+        return super().encode(message, message_type)
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
@@ -189,8 +197,9 @@ class Runtime:
             raise
         except Exception:
             log.exception("auth hook failed on %s", path)
-            raise GRPCError(Status.UNAUTHENTICATED, "the access token could not be verified"
-                            ) from None
+            raise GRPCError(
+                Status.UNAUTHENTICATED, "the access token could not be verified"
+            ) from None
 
 
 def bearer_token(header: Any) -> str | None:
@@ -212,11 +221,13 @@ async def _recv(stream: grpclib.server.Stream[Any, Any], name: str) -> Any:
     try:
         request = await stream.recv_message()
     except (AssertionError, struct.error):
-        raise GRPCError(Status.INVALID_ARGUMENT,
-                        f"request body is a truncated gRPC message; expected {name}") from None
+        raise GRPCError(
+            Status.INVALID_ARGUMENT, f"request body is a truncated gRPC message; expected {name}"
+        ) from None
     except NotImplementedError:
-        raise GRPCError(Status.UNIMPLEMENTED,
-                        "compressed request messages are not supported") from None
+        raise GRPCError(
+            Status.UNIMPLEMENTED, "compressed request messages are not supported"
+        ) from None
     if request is None:
         raise GRPCError(Status.INVALID_ARGUMENT, f"request has no message; expected one {name}")
     return request
@@ -240,8 +251,9 @@ def _to_grpc(path: str, exc: Exception) -> GRPCError:
     return GRPCError(Status.INTERNAL, f"internal server error in {path}")
 
 
-def _guarded(path: str, handler: grpclib.const.Handler, impl: Callable[[Any], Any],
-             rt: Runtime) -> grpclib.const.Handler:
+def _guarded(
+    path: str, handler: grpclib.const.Handler, impl: Callable[[Any], Any], rt: Runtime
+) -> grpclib.const.Handler:
     name = proto_name(handler.request_type)
     streaming = handler.cardinality is Cardinality.UNARY_STREAM
 
@@ -262,8 +274,9 @@ def _guarded(path: str, handler: grpclib.const.Handler, impl: Callable[[Any], An
         finally:
             rt.leave()
 
-    return grpclib.const.Handler(serve, handler.cardinality, handler.request_type,
-                                 handler.reply_type)
+    return grpclib.const.Handler(
+        serve, handler.cardinality, handler.request_type, handler.reply_type
+    )
 
 
 class _Servable:
@@ -288,7 +301,8 @@ def _job_ident(req: GetJobRequest | RevokeJobRequest | DeleteJobRequest | Update
     if req.uuid is not None:
         raise InvalidArgumentError(
             "uuid is deprecated and ambiguous (one externalJobID can be a job on many nodes); "
-            "pass the job id, or find it with ListJobs filter.uuids")
+            "pass the job id, or find it with ListJobs filter.uuids"
+        )
     raise InvalidArgumentError("id is required")
 
 
@@ -308,8 +322,9 @@ class NodeService(NodeServiceBase):
         return ListNodesResponse(nodes=nodes, total_count=min(total, 2**31 - 1))
 
     async def update_node(self, message: UpdateNodeRequest) -> UpdateNodeResponse:
-        node = await self.s.update_node(message.id, message.name, message.public_key,
-                                        message.labels)
+        node = await self.s.update_node(
+            message.id, message.name, message.public_key, message.labels
+        )
         return UpdateNodeResponse(node=node)
 
     async def enable_node(self, message: EnableNodeRequest) -> EnableNodeResponse:
@@ -348,8 +363,7 @@ class JobService(JobServiceBase):
         return ProposeJobResponse(proposal=proposal)
 
     async def batch_propose_job(self, message: BatchProposeJobRequest) -> BatchProposeJobResponse:
-        ok, failed = await self.s.batch_propose_job(message.node_ids, message.spec,
-                                                    message.labels)
+        ok, failed = await self.s.batch_propose_job(message.node_ids, message.spec, message.labels)
         return BatchProposeJobResponse(
             success_responses={n: ProposeJobResponse(proposal=p) for n, p in ok.items()},
             failed_responses={n: ProposeJobFailure(error_message=m) for n, m in failed.items()},
@@ -362,8 +376,9 @@ class JobService(JobServiceBase):
         return DeleteJobResponse(job=await self.s.delete_job(_job_ident(message)))
 
     async def update_job(self, message: UpdateJobRequest) -> UpdateJobResponse:
-        job = await self.s.update_job(_job_ident(message), message.labels,
-                                      message.rollback_policy_id)
+        job = await self.s.update_job(
+            _job_ident(message), message.labels, message.rollback_policy_id
+        )
         return UpdateJobResponse(job=job)
 
 
@@ -414,10 +429,17 @@ class AppService(AppServiceBase):
 
 
 #: Services a health check may name; "" is the server as a whole.
-SERVICE_NAMES = frozenset({
-    "", "api.app.v1.AppService", "api.csa.v1.CSAService", "api.job.v1.JobService",
-    "api.node.v1.NodeService", "api.probation.v1.RollbackPolicyService", "grpc.health.v1.Health",
-})
+SERVICE_NAMES = frozenset(
+    {
+        "",
+        "api.app.v1.AppService",
+        "api.csa.v1.CSAService",
+        "api.job.v1.JobService",
+        "api.node.v1.NodeService",
+        "api.probation.v1.RollbackPolicyService",
+        "grpc.health.v1.Health",
+    }
+)
 
 
 class HealthService(HealthBase):
@@ -450,10 +472,17 @@ class HealthService(HealthBase):
 
 
 def services(state: JDState, rt: Runtime) -> list[_Servable]:
-    return [_Servable(s, rt) for s in (
-        NodeService(state), JobService(state), CsaService(state),
-        RollbackPolicyService(state), AppService(), HealthService(rt),
-    )]
+    return [
+        _Servable(s, rt)
+        for s in (
+            NodeService(state),
+            JobService(state),
+            CsaService(state),
+            RollbackPolicyService(state),
+            AppService(),
+            HealthService(rt),
+        )
+    ]
 
 
 # ------------------------------------------------------- header checks
@@ -515,8 +544,9 @@ class Server(grpclib.server.Server):
 
     def _protocol_factory(self) -> H2Protocol:
         self.__gc_step__()
-        handler = _Handler(self._mapping, self._codec, self._status_details_codec,
-                           self.__dispatch__)
+        handler = _Handler(
+            self._mapping, self._codec, self._status_details_codec, self.__dispatch__
+        )
         self._handlers.add(handler)
         protocol = H2Protocol(handler, self._config, self._h2_config)
         self._protocols.add(protocol)

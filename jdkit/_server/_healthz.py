@@ -52,8 +52,10 @@ class HealthzServer:
                 status, body = "200 OK", "ok\n"
             else:
                 status, body = "503 Service Unavailable", "shutting down\n"
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write((head + ("" if method == "HEAD" else body)).encode())
             await writer.drain()
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ValueError):

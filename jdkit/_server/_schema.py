@@ -87,8 +87,13 @@ DDL = [
 
 #: What `reset()` wipes: everything but the CSA keypair and schema metadata.
 RESETTABLE = [
-    "jd_nodes", "jd_node_labels", "jd_chain_configs", "jd_jobs", "jd_job_labels",
-    "jd_proposals", "jd_rollback_policies",
+    "jd_nodes",
+    "jd_node_labels",
+    "jd_chain_configs",
+    "jd_jobs",
+    "jd_job_labels",
+    "jd_proposals",
+    "jd_rollback_policies",
 ]
 
 
@@ -97,8 +102,9 @@ async def create_schema(tx: Tx) -> None:
         await tx.execute(stmt)
     row = await tx.fetchone("SELECT value FROM jd_meta WHERE name = ?", ["schema_version"])
     if row is None:
-        await tx.execute("INSERT INTO jd_meta (name, value) VALUES (?, ?)",
-                         ["schema_version", SCHEMA_VERSION])
+        await tx.execute(
+            "INSERT INTO jd_meta (name, value) VALUES (?, ?)", ["schema_version", SCHEMA_VERSION]
+        )
     elif row[0] != SCHEMA_VERSION:
         raise RuntimeError(
             f"database schema version {row[0]} is not the {SCHEMA_VERSION} this server uses"

@@ -79,14 +79,15 @@ def sql_condition(sel: Selector, owner_col: str, label_table: str) -> tuple[str,
     if op == SelectorOp.EQ:
         return f"{owner_col} IN ({sub} AND lvalue = ?)", [sel.key, want]
     if op == SelectorOp.NOT_EQ:
-        return (f"{owner_col} IN ({sub} AND lvalue IS NOT NULL AND lvalue <> ?)",
-                [sel.key, want])
+        return (f"{owner_col} IN ({sub} AND lvalue IS NOT NULL AND lvalue <> ?)", [sel.key, want])
     if op in (SelectorOp.IN, SelectorOp.NOT_IN):
         items = split_items(sel.value)
         if len(items) > MAX_SQL_ITEMS:
             return None
         marks = ", ".join("?" for _ in items)
         neg = "NOT " if op == SelectorOp.NOT_IN else ""
-        return (f"{owner_col} IN ({sub} AND lvalue IS NOT NULL AND lvalue {neg}IN ({marks}))",
-                [sel.key, *items])
+        return (
+            f"{owner_col} IN ({sub} AND lvalue IS NOT NULL AND lvalue {neg}IN ({marks}))",
+            [sel.key, *items],
+        )
     return "1 = 0", []

@@ -61,10 +61,14 @@ from jdkit._server._validate import LabelPairs
 MAX_SQL_SELECTORS = 32
 
 _NODE_COLS = "id, name, public_key, is_enabled, is_connected, labels, created_at, updated_at"
-_JOB_COLS = ("id, uuid, node_id, proposal_ids, labels, created_at, updated_at, deleted_at, "
-             "rollback_policy_id")
-_PROP_COLS = ("id, job_id, revision, status, delivery_status, spec, created_at, updated_at, "
-              "acked_at, response_received_at")
+_JOB_COLS = (
+    "id, uuid, node_id, proposal_ids, labels, created_at, updated_at, deleted_at, "
+    "rollback_policy_id"
+)
+_PROP_COLS = (
+    "id, job_id, revision, status, delivery_status, spec, created_at, updated_at, "
+    "acked_at, response_received_at"
+)
 _POLICY_COLS = "id, policy, created_at, updated_at"
 
 
@@ -81,34 +85,52 @@ def _labels_from_json(text: str) -> list[Label]:
 
 def _node(row: Row) -> Node:
     return Node(
-        id=row[0], name=row[1], public_key=row[2], is_enabled=bool(row[3]),
-        is_connected=bool(row[4]), labels=_labels_from_json(row[5]),
-        created_at=to_datetime(row[6]), updated_at=to_datetime(row[7]),
+        id=row[0],
+        name=row[1],
+        public_key=row[2],
+        is_enabled=bool(row[3]),
+        is_connected=bool(row[4]),
+        labels=_labels_from_json(row[5]),
+        created_at=to_datetime(row[6]),
+        updated_at=to_datetime(row[7]),
     )
 
 
 def _job(row: Row) -> Job:
     return Job(
-        id=row[0], uuid=row[1], node_id=row[2], proposal_ids=json.loads(row[3]),
-        labels=_labels_from_json(row[4]), created_at=to_datetime(row[5]),
-        updated_at=to_datetime(row[6]), deleted_at=to_datetime(row[7]),
+        id=row[0],
+        uuid=row[1],
+        node_id=row[2],
+        proposal_ids=json.loads(row[3]),
+        labels=_labels_from_json(row[4]),
+        created_at=to_datetime(row[5]),
+        updated_at=to_datetime(row[6]),
+        deleted_at=to_datetime(row[7]),
         rollback_policy_id=None if row[8] is None else int(row[8]),
     )
 
 
 def _proposal(row: Row) -> Proposal:
     return Proposal(
-        id=row[0], job_id=row[1], revision=int(row[2]), status=ProposalStatus(int(row[3])),
-        delivery_status=ProposalDeliveryStatus(int(row[4])), spec=row[5],
-        created_at=to_datetime(row[6]), updated_at=to_datetime(row[7]),
-        acked_at=to_datetime(row[8]), response_received_at=to_datetime(row[9]),
+        id=row[0],
+        job_id=row[1],
+        revision=int(row[2]),
+        status=ProposalStatus(int(row[3])),
+        delivery_status=ProposalDeliveryStatus(int(row[4])),
+        spec=row[5],
+        created_at=to_datetime(row[6]),
+        updated_at=to_datetime(row[7]),
+        acked_at=to_datetime(row[8]),
+        response_received_at=to_datetime(row[9]),
     )
 
 
 def _policy(row: Row) -> RollbackPolicy:
     return RollbackPolicy(
-        id=str(row[0]), policy=Struct.from_dict(json.loads(row[1])),
-        created_at=to_datetime(row[2]), updated_at=to_datetime(row[3]),
+        id=str(row[0]),
+        policy=Struct.from_dict(json.loads(row[1])),
+        created_at=to_datetime(row[2]),
+        updated_at=to_datetime(row[3]),
     )
 
 
@@ -117,7 +139,8 @@ def _policy_json(policy: Struct, field: str) -> str:
         return json.dumps(policy.to_dict())
     except (ValueError, TypeError, AssertionError) as exc:
         raise InvalidArgumentError(
-            f"{field} is not a valid google.protobuf.Struct: {exc}") from None
+            f"{field} is not a valid google.protobuf.Struct: {exc}"
+        ) from None
 
 
 def _policy_num(pid: str) -> int | None:
@@ -185,7 +208,8 @@ class JDState:
         async with self.db.transaction(write=True) as tx:
             await create_schema(tx)
             rows = await tx.fetchall(
-                "SELECT id, public_key, sealed_private_key FROM jd_csa_keypairs ORDER BY id")
+                "SELECT id, public_key, sealed_private_key FROM jd_csa_keypairs ORDER BY id"
+            )
             if rows:
                 # scrypt is deliberately slow: keep it off the event loop
                 await asyncio.to_thread(_csa.verify, csa_secret, rows[0][1], rows[0][2])
@@ -193,7 +217,9 @@ class JDState:
                 public_hex, sealed = await asyncio.to_thread(_csa.create, csa_secret)
                 await tx.execute(
                     "INSERT INTO jd_csa_keypairs (id, public_key, sealed_private_key, created_at)"
-                    " VALUES (?, ?, ?, ?)", [1, public_hex, sealed, now_us()])
+                    " VALUES (?, ?, ?, ?)",
+                    [1, public_hex, sealed, now_us()],
+                )
 
     async def reset(self) -> None:
         async with self.db.transaction(write=True) as tx:
@@ -206,9 +232,9 @@ class JDState:
     async def list_keypairs(self) -> list[Keypair]:
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
-                "SELECT id, public_key, created_at FROM jd_csa_keypairs ORDER BY id")
-        return [Keypair(id=int(r[0]), public_key=r[1], created_at=to_datetime(r[2]))
-                for r in rows]
+                "SELECT id, public_key, created_at FROM jd_csa_keypairs ORDER BY id"
+            )
+        return [Keypair(id=int(r[0]), public_key=r[1], created_at=to_datetime(r[2])) for r in rows]
 
     async def get_keypair(self) -> Keypair:
         keys = await self.list_keypairs()
@@ -226,12 +252,15 @@ class JDState:
             raise NotFoundError(f"node {node_id!r} not found")
         return row
 
-    async def _set_labels(self, tx: Tx, table: str, owner: str, pairs: LabelPairs,
-                          *, replace: bool) -> None:
+    async def _set_labels(
+        self, tx: Tx, table: str, owner: str, pairs: LabelPairs, *, replace: bool
+    ) -> None:
         if replace:
             await tx.execute(f"DELETE FROM {table} WHERE owner_id = ?", [owner])
-        await tx.executemany(f"INSERT INTO {table} (owner_id, lkey, lvalue) VALUES (?, ?, ?)",
-                             [(owner, k, v) for k, v in pairs])
+        await tx.executemany(
+            f"INSERT INTO {table} (owner_id, lkey, lvalue) VALUES (?, ?, ?)",
+            [(owner, k, v) for k, v in pairs],
+        )
 
     async def register_node(self, name: str, public_key: str, labels: Sequence[Label]) -> Node:
         if not name:
@@ -242,15 +271,18 @@ class JDState:
             other = await tx.fetchone("SELECT id FROM jd_nodes WHERE public_key = ?", [pk])
             if other is not None:
                 raise AlreadyExistsError(
-                    f"a node with public_key {pk} is already registered: {other[0]}")
+                    f"a node with public_key {pk} is already registered: {other[0]}"
+                )
             node_id, now = new_id("node"), now_us()
             try:
                 await tx.execute(
                     f"INSERT INTO jd_nodes ({_NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [node_id, name, pk, 1, 0, _labels_json(pairs), now, now])
+                    [node_id, name, pk, 1, 0, _labels_json(pairs), now, now],
+                )
             except IntegrityViolation:
                 raise AlreadyExistsError(
-                    f"a node with public_key {pk} is already registered") from None
+                    f"a node with public_key {pk} is already registered"
+                ) from None
             await self._set_labels(tx, "jd_node_labels", node_id, pairs, replace=False)
             return _node(await self._node_row(tx, node_id))
 
@@ -266,7 +298,8 @@ class JDState:
             raise InvalidArgumentError("id or public_key is required")
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
-                f"SELECT {_NODE_COLS} FROM jd_nodes WHERE {' AND '.join(where)}", params)
+                f"SELECT {_NODE_COLS} FROM jd_nodes WHERE {' AND '.join(where)}", params
+            )
         if row is None:
             what = f"id {node_id!r}" if node_id else f"public_key {public_key!r}"
             if node_id and public_key:
@@ -274,8 +307,9 @@ class JDState:
             raise NotFoundError(f"no node with {what}")
         return _node(row)
 
-    async def list_nodes(self, flt: ListNodesRequestFilter | None, page_size: int,
-                         page: int) -> tuple[list[Node], int]:
+    async def list_nodes(
+        self, flt: ListNodesRequestFilter | None, page_size: int, page: int
+    ) -> tuple[list[Node], int]:
         if page_size < 0:
             raise InvalidArgumentError("page_size must be >= 0 (0 returns every match)")
         if page < 0:
@@ -301,20 +335,24 @@ class JDState:
                     return [], total
                 limit = f" LIMIT {int(page_size)} OFFSET {int(offset)}" if page_size else ""
                 rows = await tx.fetchall(
-                    f"SELECT {_NODE_COLS} FROM jd_nodes{w.sql}{order}{limit}", w.params)
+                    f"SELECT {_NODE_COLS} FROM jd_nodes{w.sql}{order}{limit}", w.params
+                )
                 return [_node(r) for r in rows], total
             rows = await tx.fetchall(f"SELECT {_NODE_COLS} FROM jd_nodes{w.sql}{order}", w.params)
         ids, pks = set(flt.ids), set(keys)
         nodes = [
-            n for n in map(_node, rows)
-            if (not ids or n.id in ids) and (not pks or n.public_key in pks)
+            n
+            for n in map(_node, rows)
+            if (not ids or n.id in ids)
+            and (not pks or n.public_key in pks)
             and matches(label_map(n.labels), flt.selectors)
         ]
         total = len(nodes)
-        return (nodes[offset:offset + page_size] if page_size else nodes), total
+        return (nodes[offset : offset + page_size] if page_size else nodes), total
 
-    async def update_node(self, node_id: str, name: str, public_key: str,
-                          labels: Sequence[Label]) -> Node:
+    async def update_node(
+        self, node_id: str, name: str, public_key: str, labels: Sequence[Label]
+    ) -> Node:
         pk = _validate.public_key(public_key) if public_key else ""
         pairs = _validate.labels(labels)
         async with self.db.transaction(write=True) as tx:
@@ -327,8 +365,7 @@ class JDState:
             if pk and pk != row[2]:
                 other = await tx.fetchone("SELECT id FROM jd_nodes WHERE public_key = ?", [pk])
                 if other is not None:
-                    raise AlreadyExistsError(
-                        f"public_key {pk} already belongs to node {other[0]}")
+                    raise AlreadyExistsError(f"public_key {pk} already belongs to node {other[0]}")
                 sets.append("public_key = ?")
                 params.append(pk)
             if pairs and _labels_json(pairs) != row[5]:
@@ -339,11 +376,13 @@ class JDState:
                 sets.append("updated_at = ?")
                 params.append(now_us())
                 try:
-                    await tx.execute(f"UPDATE jd_nodes SET {', '.join(sets)} WHERE id = ?",
-                                     [*params, node_id])
+                    await tx.execute(
+                        f"UPDATE jd_nodes SET {', '.join(sets)} WHERE id = ?", [*params, node_id]
+                    )
                 except IntegrityViolation:
-                    raise AlreadyExistsError(f"public_key {pk} already belongs to another node"
-                                             ) from None
+                    raise AlreadyExistsError(
+                        f"public_key {pk} already belongs to another node"
+                    ) from None
                 row = await self._node_row(tx, node_id)
             return _node(row)
 
@@ -351,8 +390,10 @@ class JDState:
         async with self.db.transaction(write=True) as tx:
             row = await self._node_row(tx, node_id)
             if bool(row[3]) != enabled:
-                await tx.execute("UPDATE jd_nodes SET is_enabled = ?, updated_at = ? WHERE id = ?",
-                                 [int(enabled), now_us(), node_id])
+                await tx.execute(
+                    "UPDATE jd_nodes SET is_enabled = ?, updated_at = ? WHERE id = ?",
+                    [int(enabled), now_us(), node_id],
+                )
                 row = await self._node_row(tx, node_id)
             return _node(row)
 
@@ -363,7 +404,8 @@ class JDState:
             if bool(row[4]) != connected:
                 await tx.execute(
                     "UPDATE jd_nodes SET is_connected = ?, updated_at = ? WHERE id = ?",
-                    [int(connected), now, node_id])
+                    [int(connected), now, node_id],
+                )
                 row = await self._node_row(tx, node_id)
             if connected:
                 # what a real JD does when a node (re)connects: deliver what waits
@@ -371,8 +413,14 @@ class JDState:
                     "UPDATE jd_proposals SET delivery_status = ?, updated_at = ?"
                     " WHERE status = ? AND delivery_status = ?"
                     " AND job_id IN (SELECT id FROM jd_jobs WHERE node_id = ?)",
-                    [int(ProposalDeliveryStatus.DELIVERED), now, int(ProposalStatus.PROPOSED),
-                     int(ProposalDeliveryStatus.UNSPECIFIED), node_id])
+                    [
+                        int(ProposalDeliveryStatus.DELIVERED),
+                        now,
+                        int(ProposalStatus.PROPOSED),
+                        int(ProposalDeliveryStatus.UNSPECIFIED),
+                        node_id,
+                    ],
+                )
             return _node(row)
 
     async def add_chain_config(self, node_id: str, config: ChainConfig) -> ChainConfig:
@@ -384,10 +432,16 @@ class JDState:
         key = [node_id, int(cfg.chain.type), cfg.chain.id]
         async with self.db.transaction(write=True) as tx:
             await self._node_row(tx, node_id)
-            await tx.execute("DELETE FROM jd_chain_configs WHERE node_id = ? AND chain_type = ?"
-                             " AND chain_id = ?", key)
-            await tx.execute("INSERT INTO jd_chain_configs (node_id, chain_type, chain_id, config)"
-                             " VALUES (?, ?, ?, ?)", [*key, base64.b64encode(bytes(cfg)).decode()])
+            await tx.execute(
+                "DELETE FROM jd_chain_configs WHERE node_id = ? AND chain_type = ?"
+                " AND chain_id = ?",
+                key,
+            )
+            await tx.execute(
+                "INSERT INTO jd_chain_configs (node_id, chain_type, chain_id, config)"
+                " VALUES (?, ?, ?, ?)",
+                [*key, base64.b64encode(bytes(cfg)).decode()],
+            )
         return cfg
 
     async def list_chain_configs(self, node_ids: Sequence[str]) -> list[ChainConfig]:
@@ -396,10 +450,15 @@ class JDState:
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
                 f"SELECT node_id, config FROM jd_chain_configs{w.sql}"
-                " ORDER BY node_id, chain_type, chain_id", w.params)
+                " ORDER BY node_id, chain_type, chain_id",
+                w.params,
+            )
         wanted = set(node_ids)
-        return [ChainConfig.parse(base64.b64decode(r[1])) for r in rows
-                if w.exact or not wanted or r[0] in wanted]
+        return [
+            ChainConfig.parse(base64.b64decode(r[1]))
+            for r in rows
+            if w.exact or not wanted or r[0] in wanted
+        ]
 
     # ------------------------------------------------------------ jobs
 
@@ -444,46 +503,63 @@ class JDState:
 
     async def _propose(self, node_id: str, ext_id: str, spec: str, pairs: LabelPairs) -> Proposal:
         async with self.db.transaction(write=True) as tx:
-            node = await tx.fetchone("SELECT is_enabled, is_connected FROM jd_nodes WHERE id = ?",
-                                     [node_id])
+            node = await tx.fetchone(
+                "SELECT is_enabled, is_connected FROM jd_nodes WHERE id = ?", [node_id]
+            )
             if node is None:
                 raise NotFoundError(f"node {node_id!r} not found")
             if not node[0]:
                 raise FailedPreconditionError(
-                    f"node {node_id} is disabled; enable it before proposing jobs to it")
+                    f"node {node_id} is disabled; enable it before proposing jobs to it"
+                )
             now = now_us()
             prop_id = new_id("prop")
             job = await tx.fetchone(
                 "SELECT id, proposal_ids FROM jd_jobs WHERE node_id = ? AND uuid = ?",
-                [node_id, ext_id])
+                [node_id, ext_id],
+            )
             if job is None:
                 job_id, revision = new_id("job"), 1
                 await tx.execute(
                     f"INSERT INTO jd_jobs ({_JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                    [job_id, ext_id, node_id, json.dumps([prop_id]), _labels_json(pairs),
-                     now, now])
+                    [job_id, ext_id, node_id, json.dumps([prop_id]), _labels_json(pairs), now, now],
+                )
                 await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=False)
             else:
                 job_id = job[0]
                 top = await tx.fetchone(
-                    "SELECT MAX(revision) FROM jd_proposals WHERE job_id = ?", [job_id])
+                    "SELECT MAX(revision) FROM jd_proposals WHERE job_id = ?", [job_id]
+                )
                 revision = int(top[0] or 0) + 1 if top else 1
                 pids = [*json.loads(job[1]), prop_id]
-                sets, params = ["proposal_ids = ?", "updated_at = ?", "deleted_at = NULL"], [
-                    json.dumps(pids), now]
+                sets, params = (
+                    ["proposal_ids = ?", "updated_at = ?", "deleted_at = NULL"],
+                    [json.dumps(pids), now],
+                )
                 if pairs:
                     sets.append("labels = ?")
                     params.append(_labels_json(pairs))
                     await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=True)
-                await tx.execute(f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?",
-                                 [*params, job_id])
-            delivery = (ProposalDeliveryStatus.DELIVERED if node[1]
-                        else ProposalDeliveryStatus.UNSPECIFIED)
+                await tx.execute(
+                    f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
+                )
+            delivery = (
+                ProposalDeliveryStatus.DELIVERED if node[1] else ProposalDeliveryStatus.UNSPECIFIED
+            )
             await tx.execute(
                 f"INSERT INTO jd_proposals ({_PROP_COLS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                [prop_id, job_id, revision, int(ProposalStatus.PROPOSED), int(delivery), spec,
-                 now, now])
+                [
+                    prop_id,
+                    job_id,
+                    revision,
+                    int(ProposalStatus.PROPOSED),
+                    int(delivery),
+                    spec,
+                    now,
+                    now,
+                ],
+            )
             return _proposal(await self._prop_row(tx, prop_id))
 
     async def get_job(self, job_id: str) -> Job:
@@ -502,15 +578,19 @@ class JDState:
         w.selectors(flt.selectors, "id", "jd_job_labels")
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
-                f"SELECT {_JOB_COLS} FROM jd_jobs{w.sql} ORDER BY created_at, id", w.params)
+                f"SELECT {_JOB_COLS} FROM jd_jobs{w.sql} ORDER BY created_at, id", w.params
+            )
         jobs = [_job(r) for r in rows]
         if w.exact:
             return jobs
         ids, nids, uids = set(flt.ids), set(flt.node_ids), set(uuids)
         return [
-            j for j in jobs
-            if (not ids or j.id in ids) and (not nids or j.node_id in nids)
-            and (not uids or j.uuid in uids) and matches(label_map(j.labels), flt.selectors)
+            j
+            for j in jobs
+            if (not ids or j.id in ids)
+            and (not nids or j.node_id in nids)
+            and (not uids or j.uuid in uids)
+            and matches(label_map(j.labels), flt.selectors)
         ]
 
     async def get_proposal(self, prop_id: str) -> Proposal:
@@ -525,22 +605,26 @@ class JDState:
         w.in_list("job_id", job_ids)
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
-                f"SELECT {_PROP_COLS} FROM jd_proposals{w.sql} ORDER BY created_at, id",
-                w.params)
+                f"SELECT {_PROP_COLS} FROM jd_proposals{w.sql} ORDER BY created_at, id", w.params
+            )
         props = [_proposal(r) for r in rows]
         if w.exact:
             return props
         want_ids, want_jobs = set(ids), set(job_ids)
-        return [p for p in props if (not want_ids or p.id in want_ids)
-                and (not want_jobs or p.job_id in want_jobs)]
+        return [
+            p
+            for p in props
+            if (not want_ids or p.id in want_ids) and (not want_jobs or p.job_id in want_jobs)
+        ]
 
     async def revoke_job(self, ident: str) -> Proposal:
         async with self.db.transaction(write=True) as tx:
             job = await tx.fetchone("SELECT id FROM jd_jobs WHERE id = ?", [ident])
             named: str | None = None
             if job is None:
-                prop = await tx.fetchone("SELECT id, job_id FROM jd_proposals WHERE id = ?",
-                                         [ident])
+                prop = await tx.fetchone(
+                    "SELECT id, job_id FROM jd_proposals WHERE id = ?", [ident]
+                )
                 if prop is None:
                     raise NotFoundError(f"no job or proposal with id {ident!r}")
                 named, job_id = prop[0], prop[1]
@@ -548,20 +632,26 @@ class JDState:
                 job_id = job[0]
             latest = await tx.fetchone(
                 f"SELECT {_PROP_COLS} FROM jd_proposals WHERE job_id = ?"
-                " ORDER BY revision DESC LIMIT 1", [job_id])
+                " ORDER BY revision DESC LIMIT 1",
+                [job_id],
+            )
             if latest is None:  # pragma: no cover - a job always has a proposal
                 raise FailedPreconditionError(f"job {job_id} has no proposal to revoke")
             if named is not None and latest[0] != named:
                 raise FailedPreconditionError(
                     f"proposal {named} is not the latest proposal of job {job_id} "
-                    f"(that is {latest[0]}, revision {latest[2]}); only the latest can be revoked")
+                    f"(that is {latest[0]}, revision {latest[2]}); only the latest can be revoked"
+                )
             status = int(latest[3])
             if status not in (ProposalStatus.PROPOSED, ProposalStatus.CANCELLED):
                 raise FailedPreconditionError(
                     f"proposal {latest[0]} (revision {latest[2]}) is {_status_name(status)}; "
-                    "only a PROPOSED or CANCELLED proposal can be revoked")
-            await tx.execute("UPDATE jd_proposals SET status = ?, updated_at = ? WHERE id = ?",
-                             [int(ProposalStatus.REVOKED), now_us(), latest[0]])
+                    "only a PROPOSED or CANCELLED proposal can be revoked"
+                )
+            await tx.execute(
+                "UPDATE jd_proposals SET status = ?, updated_at = ? WHERE id = ?",
+                [int(ProposalStatus.REVOKED), now_us(), latest[0]],
+            )
             return _proposal(await self._prop_row(tx, latest[0]))
 
     async def delete_job(self, job_id: str) -> Job:
@@ -569,14 +659,17 @@ class JDState:
             row = await self._job_row(tx, job_id)
             if row[7] is not None:
                 raise FailedPreconditionError(
-                    f"job {job_id} was already deleted at {to_datetime(row[7])}")
+                    f"job {job_id} was already deleted at {to_datetime(row[7])}"
+                )
             now = now_us()
-            await tx.execute("UPDATE jd_jobs SET deleted_at = ?, updated_at = ? WHERE id = ?",
-                             [now, now, job_id])
+            await tx.execute(
+                "UPDATE jd_jobs SET deleted_at = ?, updated_at = ? WHERE id = ?", [now, now, job_id]
+            )
             return _job(await self._job_row(tx, job_id))
 
-    async def update_job(self, job_id: str, labels: Sequence[Label],
-                         rollback_policy_id: int | None) -> Job:
+    async def update_job(
+        self, job_id: str, labels: Sequence[Label], rollback_policy_id: int | None
+    ) -> Job:
         pairs = _validate.labels(labels)
         async with self.db.transaction(write=True) as tx:
             row = await self._job_row(tx, job_id)
@@ -585,8 +678,9 @@ class JDState:
             sets: list[str] = []
             params: list[Any] = []
             if rollback_policy_id is not None:
-                found = await tx.fetchone("SELECT id FROM jd_rollback_policies WHERE id = ?",
-                                          [rollback_policy_id])
+                found = await tx.fetchone(
+                    "SELECT id FROM jd_rollback_policies WHERE id = ?", [rollback_policy_id]
+                )
                 if found is None:
                     raise NotFoundError(f"rollback policy {rollback_policy_id} not found")
                 if row[8] is None or int(row[8]) != rollback_policy_id:
@@ -599,13 +693,15 @@ class JDState:
             if sets:
                 sets.append("updated_at = ?")
                 params.append(now_us())
-                await tx.execute(f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?",
-                                 [*params, job_id])
+                await tx.execute(
+                    f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
+                )
                 row = await self._job_row(tx, job_id)
             return _job(row)
 
-    async def answer_proposal(self, prop_id: str, to: ProposalStatus,
-                              allowed: Sequence[ProposalStatus]) -> Proposal:
+    async def answer_proposal(
+        self, prop_id: str, to: ProposalStatus, allowed: Sequence[ProposalStatus]
+    ) -> Proposal:
         """The node's answer: move a proposal to `to` if it is in `allowed`."""
         async with self.db.transaction(write=True) as tx:
             row = await self._prop_row(tx, prop_id)
@@ -613,14 +709,22 @@ class JDState:
                 names = " or ".join(s.proto_name or s.name for s in allowed)
                 raise FailedPreconditionError(
                     f"proposal {prop_id} is {_status_name(int(row[3]))}; "
-                    f"only a {names} proposal can become {to.proto_name}")
+                    f"only a {names} proposal can become {to.proto_name}"
+                )
             now = now_us()
             # an answer proves the node received the proposal
             await tx.execute(
                 "UPDATE jd_proposals SET status = ?, delivery_status = ?, acked_at = ?,"
                 " response_received_at = ?, updated_at = ? WHERE id = ?",
-                [int(to), int(ProposalDeliveryStatus.ACKNOWLEDGED),
-                 row[8] if row[8] is not None else now, now, now, prop_id])
+                [
+                    int(to),
+                    int(ProposalDeliveryStatus.ACKNOWLEDGED),
+                    row[8] if row[8] is not None else now,
+                    now,
+                    now,
+                    prop_id,
+                ],
+            )
             return _proposal(await self._prop_row(tx, prop_id))
 
     # ------------------------------------------------- rollback policies
@@ -629,8 +733,10 @@ class JDState:
         text = _policy_json(policy, "policy") if policy is not None else "{}"
         async with self.db.transaction(write=True) as tx:
             pid, now = await next_counter(tx, "rollback_policy"), now_us()
-            await tx.execute(f"INSERT INTO jd_rollback_policies ({_POLICY_COLS})"
-                             " VALUES (?, ?, ?, ?)", [pid, text, now, now])
+            await tx.execute(
+                f"INSERT INTO jd_rollback_policies ({_POLICY_COLS}) VALUES (?, ?, ?, ?)",
+                [pid, text, now, now],
+            )
             return await self._policy_in(tx, str(pid))
 
     async def _policy_in(self, tx: Tx, pid: str) -> RollbackPolicy:
@@ -639,7 +745,8 @@ class JDState:
         num = _policy_num(pid)
         if num is not None:
             row = await tx.fetchone(
-                f"SELECT {_POLICY_COLS} FROM jd_rollback_policies WHERE id = ?", [num])
+                f"SELECT {_POLICY_COLS} FROM jd_rollback_policies WHERE id = ?", [num]
+            )
         if row is None:
             raise NotFoundError(f"rollback policy {pid!r} not found")
         return _policy(row)
@@ -658,7 +765,8 @@ class JDState:
         w.in_list("id", nums)
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
-                f"SELECT {_POLICY_COLS} FROM jd_rollback_policies{w.sql} ORDER BY id", w.params)
+                f"SELECT {_POLICY_COLS} FROM jd_rollback_policies{w.sql} ORDER BY id", w.params
+            )
         policies = [_policy(r) for r in rows]
         if w.exact:
             return policies
@@ -673,6 +781,8 @@ class JDState:
         text = _policy_json(policy, "policy")
         async with self.db.transaction(write=True) as tx:
             current = await self._policy_in(tx, pid)
-            await tx.execute("UPDATE jd_rollback_policies SET policy = ?, updated_at = ?"
-                             " WHERE id = ?", [text, now_us(), int(current.id)])
+            await tx.execute(
+                "UPDATE jd_rollback_policies SET policy = ?, updated_at = ? WHERE id = ?",
+                [text, now_us(), int(current.id)],
+            )
             return await self._policy_in(tx, pid)

@@ -20,9 +20,10 @@ def public_key(value: str, field: str = "public_key") -> str:
     """A node CSA public key: hex of a 32-byte ed25519 key, normalised to lower case."""
     if not value:
         raise InvalidArgumentError(
-            f"{field} is required (hex of the node's 32-byte ed25519 CSA key)")
+            f"{field} is required (hex of the node's 32-byte ed25519 CSA key)"
+        )
     if not _HEX64.fullmatch(value):
-        what = (f"{len(value)} characters" if len(value) != 64 else "non-hex characters")
+        what = f"{len(value)} characters" if len(value) != 64 else "non-hex characters"
         raise InvalidArgumentError(
             f"{field} must be 64 hex characters (a 32-byte ed25519 key); got {what}"
         )

@@ -17,8 +17,19 @@ import betterproto2 as bp
 _MAX_DEPTH = 100
 
 _WIRE_OF: dict[str, int] = {
-    **{t: 0 for t in (bp.TYPE_ENUM, bp.TYPE_BOOL, bp.TYPE_INT32, bp.TYPE_INT64, bp.TYPE_UINT32,
-                      bp.TYPE_UINT64, bp.TYPE_SINT32, bp.TYPE_SINT64)},
+    **{
+        t: 0
+        for t in (
+            bp.TYPE_ENUM,
+            bp.TYPE_BOOL,
+            bp.TYPE_INT32,
+            bp.TYPE_INT64,
+            bp.TYPE_UINT32,
+            bp.TYPE_UINT64,
+            bp.TYPE_SINT32,
+            bp.TYPE_SINT64,
+        )
+    },
     **{t: 1 for t in (bp.TYPE_DOUBLE, bp.TYPE_FIXED64, bp.TYPE_SFIXED64)},
     **{t: 5 for t in (bp.TYPE_FLOAT, bp.TYPE_FIXED32, bp.TYPE_SFIXED32)},
     **{t: 2 for t in (bp.TYPE_STRING, bp.TYPE_BYTES, bp.TYPE_MESSAGE, bp.TYPE_MAP)},
@@ -73,7 +84,7 @@ def check(data: bytes, cls: Any, depth: int = 0) -> None:
             length, i = _varint(data, i)
             if i + length > n:
                 raise WireError(f"field {number} is truncated")
-            payload, i = data[i:i + length], i + length
+            payload, i = data[i : i + length], i + length
         else:
             raise WireError(f"field {number} uses wire type {wire} (groups are not supported)")
         name = meta.field_name_by_number.get(number)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jdkit._providers._docker import LABEL_PID, LABEL_RUN, DockerConfig
+from jdkit._providers._docker import _REUSED, LABEL_PID, LABEL_RUN, DockerConfig
 
 _engine: tuple[bool, str] | None = None
 _lock = threading.Lock()
@@ -89,13 +89,15 @@ async def labelled(docker: Any, label: str) -> tuple[list[dict[str, Any]], list[
 
 
 async def leftovers(run_id: str | None = None) -> list[str]:
-    """Names of what is left of `run_id`, or of any run of this process."""
+    """Names of what is left of `run_id`, or of any run of this process (but
+    the runs kept on purpose by `reuse=True` providers)."""
     label = f"{LABEL_RUN}={run_id}" if run_id else f"{LABEL_PID}={os.getpid()}"
+    kept = {run.run_id for run, _ in _REUSED.values()} if run_id is None else set()
     async with engine() as docker:
         containers, networks = await labelled(docker, label)
-    return [f"container {c['Names'][0]}" for c in containers] + [
-        f"network {n['Name']}" for n in networks
-    ]
+    return [
+        f"container {c['Names'][0]}" for c in containers if c["Labels"][LABEL_RUN] not in kept
+    ] + [f"network {n['Name']}" for n in networks if n["Labels"][LABEL_RUN] not in kept]
 
 
 async def assert_nothing_left(run_id: str | None) -> None:

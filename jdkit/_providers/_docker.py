@@ -38,7 +38,10 @@ in force) attaches to them instead of starting anew, which saves the start-up
 time in a test session. Call `await release_reused()` at the end of the
 session; if the process dies first, the next run's `sweep()` removes them.
 
-aiodocker runs on asyncio only, so this provider does too.
+aiodocker runs on asyncio only, so this provider does too. The engine must
+run on this machine: JD's ports are published on its 127.0.0.1.
+
+Images, set-up and the Postgres contract: docker/README.md.
 """
 
 from __future__ import annotations

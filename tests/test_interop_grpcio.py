@@ -606,13 +606,6 @@ async def test_health_watch_follows_shutdown(peer: Peer) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: EmbeddedJD listens on socket.create_server(), whose socket has "
-    "proto=0, so asyncio's _set_nodelay skips the accepted connections (it checks "
-    "proto == IPPROTO_TCP); with Nagle on, the reply's trailers wait for the client's "
-    "delayed ACK and every unary call takes ~40 ms more (≈45 ms instead of ≈1 ms)",
-)
 async def test_unary_round_trip_is_not_stalled_by_nagle(peer: Peer) -> None:
     # not a benchmark: the stall is 40x the normal round trip, so a generous bound
     # separates the two cases on any machine

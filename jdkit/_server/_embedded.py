@@ -340,8 +340,21 @@ def _bind(host: str, port: int) -> socket.socket:
     """Our own listening socket, so the real port is known when port=0."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family = infos[0][0]
-        return socket.create_server((host, port), family=family, backlog=128)
+        family, _, _, _, addr = infos[0]
+        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted
+        # sockets whose proto says TCP, and without it every unary answer
+        # waits ~40 ms for Nagle and the client's delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(addr)
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
     except OSError as exc:
         raise ConfigError("port", f"cannot listen on {host}:{port}: {exc}") from exc
 

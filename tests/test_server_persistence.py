@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
@@ -197,3 +198,30 @@ async def test_postgres_rules_match_sqlite(pg: Postgres) -> None:
             node.RegisterNodeRequest(name="big", public_key=pubkey(99), labels=huge)
         )
         assert n.node is not None and len(n.node.labels) == 5000
+
+
+async def check_concurrency(db: str) -> None:
+    """Many clients at once: no lost or duplicate revisions, no errors."""
+    async with served(db=db) as (_srv, jd):
+        n = await add_node(jd, 1)
+        ext = str(uuid.uuid4())
+
+        async def one(i: int) -> int:
+            if i % 5 == 0:
+                await jd.list_jobs()
+            return (await propose(jd, n.id, ext)).revision
+
+        revisions = await asyncio.gather(*(one(i) for i in range(60)))
+        assert sorted(revisions) == list(range(1, 61))
+        nodes = await asyncio.gather(*(add_node(jd, 100 + i) for i in range(30)))
+        assert len({x.id for x in nodes}) == 30
+
+
+@pytest.mark.asyncio
+async def test_concurrent_writes_sqlite(tmp_path: Path) -> None:
+    await check_concurrency(str(tmp_path / "c.db"))
+
+
+@pytest.mark.asyncio
+async def test_concurrent_writes_postgres(pg: Postgres) -> None:
+    await check_concurrency(pg.new_database())

@@ -66,6 +66,25 @@ NO_URL = (
 )
 
 
+EPILOG = """\
+examples:
+  jdkit serve --port 0 --db jd.sqlite        # prints: listening on 127.0.0.1:PORT
+  export JD_GRPC_URL=127.0.0.1:PORT
+  jdkit nodes register --name n1 --public-key KEY --label env=dev
+  jdkit nodes list -l 'env=dev, region in (eu,us), !canary'
+  jdkit jobs batch-propose -l env=dev -f job.toml      # -f - reads stdin
+  jdkit --dry-run jobs propose --node NODE_ID -f job.toml
+  jdkit proposals approve PROP_ID --db jd.sqlite       # as the node (embedded JD)
+  jdkit --json proposals list
+
+The node's answers (approve/reject/cancel) reach jdkit's embedded JD through
+its database: `jdkit serve --db FILE`, then the same --db here.
+
+exit status: 0 ok; 1 a call failed (or some nodes of a batch, or not SERVING);
+2 a usage or configuration mistake; 130 interrupted.
+"""
+
+
 class UsageError(JDError):
     """A mistake on the command line that argparse cannot see (exit status 2)."""
 
@@ -220,8 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jdkit",
         description="Talk to a Chainlink Job Distributor, or run jdkit's embedded one.",
-        epilog="Exit status: 0 ok, 1 a call failed, 2 usage/config error. "
-        "See `jdkit COMMAND --help`.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

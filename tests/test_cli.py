@@ -546,3 +546,45 @@ def test_console_script_is_installed() -> None:
         pytest.skip("the jdkit console script is not installed in this environment")
     r = subprocess.run([exe, "version"], capture_output=True, text=True, env=clean_env())
     assert r.returncode == 0 and r.stdout.startswith("jdkit ")
+
+
+def test_tls_and_mutual_tls(tmp_path: Path) -> None:
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    from jdkit.testing import ThreadedJD
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # mutual TLS: clients need a cert from the CA
+    ca.configure_trust(server_ctx)
+    client_cert = ca.issue_cert("jdkit-cli")
+    cert_file, key_file = tmp_path / "client.pem", tmp_path / "client.key"
+    client_cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    client_cert.private_key_pem.write_to_path(str(key_file))
+
+    srv = ThreadedJD.start(ssl=server_ctx)
+    try:
+        url = srv.address
+        tls = ["--tls-ca", str(ca_file), "--tls-cert", str(cert_file), "--tls-key", str(key_file)]
+        assert ok(*tls, "health", url=url).strip() == "SERVING"
+        # the same from the environment, with a grpcs:// URL
+        env = clean_env(
+            JD_TLS_CA_FILE=str(ca_file),
+            JD_TLS_CERT_FILE=str(cert_file),
+            JD_TLS_KEY_FILE=str(key_file),
+        )
+        assert ok("keys", "public", url=f"grpcs://{url}", env=env).strip()
+        # not trusting the CA, or no client certificate: one line, no traceback
+        r = jdkit("--tls", "--timeout", "5", "health", url=url)
+        assert_one_line_error(r, 1, "UNAVAILABLE")
+        r = jdkit("--tls-ca", str(ca_file), "--timeout", "5", "health", url=url)
+        assert_one_line_error(r, 1)
+        # plaintext to a TLS port fails cleanly too
+        r = jdkit("--timeout", "3", "health", url=url)
+        assert_one_line_error(r, 1)
+    finally:
+        srv.stop()

@@ -145,3 +145,13 @@ def test_pid_liveness_detects_dead_and_reused_pids() -> None:
     assert not _pid_alive(-1, None)
     if _process_start(me) is not None:  # Linux: a live pid with another start time
         assert not _pid_alive(me, "1")
+
+
+@pytest.mark.asyncio
+async def test_no_engine_is_a_provider_error_not_a_hang(tmp_path: Any) -> None:
+    from jdkit._providers._docker import DockerProviderError
+
+    provider = DockerProvider(docker_host=f"unix://{tmp_path}/missing.sock")
+    with pytest.raises(DockerProviderError, match="no Docker engine answers"):
+        await provider.initialize()
+    await provider.aclose()  # nothing to clean, and no error

@@ -579,7 +579,10 @@ class DockerProvider(Provider):
             ) from exc
         from aiodocker.exceptions import DockerError
 
-        self._docker = docker = aiodocker.Docker(url=cfg.docker_host)
+        try:
+            self._docker = docker = aiodocker.Docker(url=cfg.docker_host)
+        except ValueError as exc:  # no DOCKER_HOST and no socket found
+            raise DockerProviderError(f"no Docker engine found: {exc}") from exc
         try:
             await docker.version()
         except DockerError as exc:

@@ -4,8 +4,9 @@ The server's SQL is written once, in a portable subset (TEXT/BIGINT/INTEGER
 columns, `?` placeholders, no RETURNING, no upserts, no JSON operators), and
 runs unchanged on both: the Postgres backend only rewrites `?` to `%s`.
 
-SQLite runs on one connection in one worker thread, so the event loop never
-blocks on disk; transactions are serialized by an asyncio lock. Postgres uses
+SQLite runs on one connection; transactions are serialized by an asyncio
+lock, BEGIN/COMMIT and large reads run in one worker thread, point statements
+inline. Postgres uses
 a few psycopg 3 async connections; write transactions are serialized within
 this process so read-modify-write steps (revision numbers, counters) need no
 row locks, which SQLite would not understand.
@@ -80,20 +81,31 @@ class Database(ABC):
 
 
 class _SQLiteTx(Tx):
+    """Point statements run inline (microseconds; a thread hop would cost
+    more than the work); `fetchall`, which may return 100k rows, runs in the
+    worker thread. The transaction lock keeps the two from overlapping."""
+
     def __init__(self, db: SQLiteDatabase) -> None:
         self._db = db
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         _check_params(params)
-        conn = self._db._conn
-        return await self._db._run(lambda: conn.execute(sql, params).rowcount)
+        return self._db._inline(lambda c: c.execute(sql, params).rowcount)
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         rows = list(rows)
         for r in rows:
             _check_params(r)
-        conn = self._db._conn
-        await self._db._run(lambda: conn.executemany(sql, rows))
+        if len(rows) > 1000:
+            conn = self._db._conn
+            await self._db._run(lambda: conn.executemany(sql, rows))
+        else:
+            self._db._inline(lambda c: c.executemany(sql, rows))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        _check_params(params)
+        row: Row | None = self._db._inline(lambda c: c.execute(sql, params).fetchone())
+        return row
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         _check_params(params)
@@ -128,6 +140,12 @@ class SQLiteDatabase(Database):
             executor.shutdown(wait=False)
             raise ConfigError("db", f"cannot open SQLite database {path!r}: {exc}") from exc
         return cls(executor, conn)
+
+    def _inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityViolation(str(exc)) from exc
 
     async def _run(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()

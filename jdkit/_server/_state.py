@@ -329,8 +329,8 @@ class JDState:
         order = " ORDER BY created_at, id"
         async with self.db.transaction() as tx:
             if w.exact:
-                count = await tx.fetchone(f"SELECT COUNT(*) FROM jd_nodes{w.sql}", w.params)
-                total = int(count[0]) if count else 0
+                count = await tx.fetchall(f"SELECT COUNT(*) FROM jd_nodes{w.sql}", w.params)
+                total = int(count[0][0]) if count else 0
                 if page_size and offset >= total:
                     return [], total
                 limit = f" LIMIT {int(page_size)} OFFSET {int(offset)}" if page_size else ""

@@ -432,8 +432,9 @@ def jd_client_factory(
 
     `auth` is a token source, or a zero-argument callable making one per
     client (prefer that for sources holding an HTTP client, such as Cognito
-    or OAuth2: such a client belongs to the event loop it was opened on). `dry_run=True` gives a dry-run client (`client.journal` holds the
-    writes; reads reach the server). `reset` (default: the server fixture's
+    or OAuth2: such a client belongs to the event loop it was opened on).
+    `dry_run=True` gives a dry-run client (`client.journal` holds the writes;
+    reads reach the server). `reset` (default: the server fixture's
     choice, True for `jd_server_factory`) empties the server's state before
     each test, so every test starts from nothing. Other options go to
     `JobDistributor`. The client works from any event loop (module docstring).

@@ -186,22 +186,26 @@ async def nodes_list(args: argparse.Namespace, out: Output) -> int | None:
             )
             out.result(resp)
             return None
-        # all of them, a page at a time, with a progress bar once it is clear there are many
+        # all of them, a page at a time, with a progress bar (on a terminal);
+        # robust to servers that leave total_count at 0 or ignore `page`
         got: list[node.Node] = []
-        total: int | None = None
+        seen: set[str] = set()
+        total = 0
         with out.progress("listing nodes", None) as advance:
             page = 1
             while True:
                 resp = await jd.list_nodes(
                     node.ListNodesRequest(filter=flt, page_size=LIST_PAGE, page=page)
                 )
-                got.extend(resp.nodes)
+                fresh = [n for n in resp.nodes if n.id not in seen]
+                got.extend(fresh)
+                seen.update(n.id for n in fresh)
                 total = resp.total_count
-                advance(len(resp.nodes), total=max(total, len(got)))
-                if not resp.nodes or len(resp.nodes) < LIST_PAGE or len(got) >= total:
+                advance(len(fresh), total=max(total, len(got)))
+                if not fresh or len(resp.nodes) < LIST_PAGE or (total and len(got) >= total):
                     break
                 page += 1
-    out.result(node.ListNodesResponse(nodes=got, total_count=max(total or 0, len(got))))
+    out.result(node.ListNodesResponse(nodes=got, total_count=max(total, len(got))))
     return None
 
 

@@ -250,6 +250,33 @@ def test_nodes_list_pages_through_everything(
     assert out.startswith("1 of 5 nodes") and len(out.strip().splitlines()) == 3
 
 
+def test_nodes_list_copes_with_servers_that_ignore_paging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    from jdkit import _cli, _cli_commands
+
+    calls = []
+
+    class IgnoresPaging:  # answers every page with the first one, total_count unset
+        async def list_nodes(self, req: node.ListNodesRequest) -> node.ListNodesResponse:
+            calls.append(req.page)
+            return node.ListNodesResponse(nodes=[node.Node(id="node_0"), node.Node(id="node_1")])
+
+    @contextlib.asynccontextmanager
+    async def connected(*_: object) -> AsyncIterator[IgnoresPaging]:
+        yield IgnoresPaging()
+
+    monkeypatch.setattr(_cli_commands, "connected", connected)
+    monkeypatch.setattr(_cli_commands, "LIST_PAGE", 2)
+    assert _cli.main(["--json", "nodes", "list"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [n["id"] for n in data["nodes"]] == ["node_0", "node_1"]
+    assert calls == [1, 2]  # the repeated page ends the listing
+
+
 def test_chain_configs(served: Served) -> None:
     from jdkit._server import DEV_CSA_SECRET, EmbeddedJD
 

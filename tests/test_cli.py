@@ -479,6 +479,16 @@ def test_dry_run_prints_the_plan_and_writes_nothing(served: Served) -> None:
     (entry,) = plan["writes"]
     assert entry["method"] == "/api.job.v1.JobService/ProposeJob"
     assert json.loads(ok("--json", "jobs", "list", "--node", str(n["id"]), url=url)) == {"jobs": []}
+    other = register(url, "dry-target-2")
+    r = jdkit(
+        "--dry-run", "jobs", "batch-propose", "--node", str(n["id"]), "--node", str(other["id"]),
+        "-f", "-", input=spec(), url=url,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Dry-run plan: 1 write (none sent)") and "to 2 nodes" in r.stdout
+    assert json.loads(ok("--json", "jobs", "list", "--node", str(other["id"]), url=url)) == {
+        "jobs": []
+    }
     # reads still go through in a dry run: an unknown node is still NOT_FOUND
     r = jdkit("--dry-run", "jobs", "propose", "--node", "node_zz", "-f", "-", input=spec(), url=url)
     assert_one_line_error(r, 1, "NOT_FOUND")

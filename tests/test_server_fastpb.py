@@ -82,3 +82,15 @@ def test_fast_encoders_match_betterproto2_byte_for_byte() -> None:
             node.ListNodesResponse(nodes=[n], total_count=r.choice([0, 5, -1])),
         ):
             assert ENCODERS[type(msg)](msg) == bytes(msg)
+        batch = job.BatchProposeJobResponse(
+            success_responses={
+                text(): job.ProposeJobResponse(proposal=r.choice([None, p]))
+                for _ in range(r.randint(0, 3))
+            },
+            failed_responses={
+                text(): job.ProposeJobFailure(error_message=text()) for _ in range(r.randint(0, 3))
+            },
+        )
+        assert ENCODERS[job.BatchProposeJobResponse](batch) == bytes(batch)
+        single = job.ProposeJobResponse(proposal=r.choice([None, p]))
+        assert ENCODERS[job.ProposeJobResponse](single) == bytes(single)

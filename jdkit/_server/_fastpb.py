@@ -14,7 +14,14 @@ import datetime as _dt
 from collections.abc import Callable
 from typing import Any
 
-from jdkit._proto.api.job.v1 import Job, ListJobsResponse, ListProposalsResponse, Proposal
+from jdkit._proto.api.job.v1 import (
+    BatchProposeJobResponse,
+    Job,
+    ListJobsResponse,
+    ListProposalsResponse,
+    Proposal,
+    ProposeJobResponse,
+)
 from jdkit._proto.api.label import Label
 from jdkit._proto.api.node.v1 import ListNodesResponse, Node
 
@@ -146,7 +153,26 @@ def _list_proposals(r: ListProposalsResponse) -> bytes:
     return _list(1, encode_proposal, r.proposals)
 
 
+def _propose_response(r: ProposeJobResponse) -> bytes:
+    return b"" if r.proposal is None else _len(_T[1, 2], encode_proposal(r.proposal))
+
+
+def _entry(key: str, value: bytes) -> bytes:
+    # map entries carry key and value even when empty (as betterproto2 writes them)
+    return _len(_T[1, 2], key.encode()) + _len(_T[2, 2], value)
+
+
+def _batch(r: BatchProposeJobResponse) -> bytes:
+    ok, bad = _T[1, 2], _T[2, 2]
+    return b"".join(
+        [_len(ok, _entry(k, _propose_response(v))) for k, v in r.success_responses.items()]
+        + [_len(bad, _entry(k, _s(1, v.error_message))) for k, v in r.failed_responses.items()]
+    )
+
+
 ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
+    BatchProposeJobResponse: _batch,
+    ProposeJobResponse: _propose_response,
     ListJobsResponse: _list_jobs,
     ListNodesResponse: _list_nodes,
     ListProposalsResponse: _list_proposals,

@@ -491,14 +491,29 @@ class JDState:
         pairs = _validate.labels(labels)
         ok: dict[str, Proposal] = {}
         failed: dict[str, str] = {}
-        for node_id in dict.fromkeys(node_ids):
-            if not node_id:
-                failed[node_id] = "node id is empty"
-                continue
-            try:
-                ok[node_id] = await self._propose(node_id, ext_id, spec, pairs)
-            except (NotFoundError, FailedPreconditionError, InvalidArgumentError) as exc:
-                failed[node_id] = exc.message
+        wanted = [n for n in dict.fromkeys(node_ids) if n and "\x00" not in n]
+        for n in node_ids:
+            if not n or "\x00" in n:
+                failed[n] = "node id is empty" if not n else "node id contains NUL"
+        # one transaction for the batch: node states read in chunks, then
+        # every proposal written; problems with one node stay with that node
+        async with self.db.transaction(write=True) as tx:
+            states: dict[str, Row] = {}
+            for i in range(0, len(wanted), MAX_SQL_ITEMS):
+                chunk = wanted[i : i + MAX_SQL_ITEMS]
+                marks = ", ".join("?" for _ in chunk)
+                for row in await tx.fetchall(
+                    f"SELECT id, is_enabled, is_connected FROM jd_nodes WHERE id IN ({marks})",
+                    chunk,
+                ):
+                    states[row[0]] = row[1:]
+            for node_id in wanted:
+                try:
+                    ok[node_id] = await self._propose_in(
+                        tx, node_id, states.get(node_id), ext_id, spec, pairs
+                    )
+                except (NotFoundError, FailedPreconditionError) as exc:
+                    failed[node_id] = exc.message
         return ok, failed
 
     async def _propose(self, node_id: str, ext_id: str, spec: str, pairs: LabelPairs) -> Proposal:
@@ -506,61 +521,66 @@ class JDState:
             node = await tx.fetchone(
                 "SELECT is_enabled, is_connected FROM jd_nodes WHERE id = ?", [node_id]
             )
-            if node is None:
-                raise NotFoundError(f"node {node_id!r} not found")
-            if not node[0]:
-                raise FailedPreconditionError(
-                    f"node {node_id} is disabled; enable it before proposing jobs to it"
-                )
-            now = now_us()
-            prop_id = new_id("prop")
-            job = await tx.fetchone(
-                "SELECT id, proposal_ids FROM jd_jobs WHERE node_id = ? AND uuid = ?",
-                [node_id, ext_id],
+            return await self._propose_in(tx, node_id, node, ext_id, spec, pairs)
+
+    async def _propose_in(
+        self, tx: Tx, node_id: str, node: Row | None, ext_id: str, spec: str, pairs: LabelPairs
+    ) -> Proposal:
+        """Add the next proposal; `node` is (is_enabled, is_connected) or None."""
+        if node is None:
+            raise NotFoundError(f"node {node_id!r} not found")
+        if not node[0]:
+            raise FailedPreconditionError(
+                f"node {node_id} is disabled; enable it before proposing jobs to it"
             )
-            if job is None:
-                job_id, revision = new_id("job"), 1
-                await tx.execute(
-                    f"INSERT INTO jd_jobs ({_JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                    [job_id, ext_id, node_id, json.dumps([prop_id]), _labels_json(pairs), now, now],
-                )
-                await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=False)
-            else:
-                job_id = job[0]
-                top = await tx.fetchone(
-                    "SELECT MAX(revision) FROM jd_proposals WHERE job_id = ?", [job_id]
-                )
-                revision = int(top[0] or 0) + 1 if top else 1
-                pids = [*json.loads(job[1]), prop_id]
-                sets, params = (
-                    ["proposal_ids = ?", "updated_at = ?", "deleted_at = NULL"],
-                    [json.dumps(pids), now],
-                )
-                if pairs:
-                    sets.append("labels = ?")
-                    params.append(_labels_json(pairs))
-                    await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=True)
-                await tx.execute(
-                    f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
-                )
-            delivery = (
-                ProposalDeliveryStatus.DELIVERED if node[1] else ProposalDeliveryStatus.UNSPECIFIED
-            )
+        now = now_us()
+        prop_id = new_id("prop")
+        job = await tx.fetchone(
+            "SELECT id, proposal_ids FROM jd_jobs WHERE node_id = ? AND uuid = ?",
+            [node_id, ext_id],
+        )
+        if job is None:
+            job_id, revision = new_id("job"), 1
             await tx.execute(
-                f"INSERT INTO jd_proposals ({_PROP_COLS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                [
-                    prop_id,
-                    job_id,
-                    revision,
-                    int(ProposalStatus.PROPOSED),
-                    int(delivery),
-                    spec,
-                    now,
-                    now,
-                ],
+                f"INSERT INTO jd_jobs ({_JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                [job_id, ext_id, node_id, json.dumps([prop_id]), _labels_json(pairs), now, now],
             )
-            return _proposal(await self._prop_row(tx, prop_id))
+            await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=False)
+        else:
+            job_id = job[0]
+            top = await tx.fetchone(
+                "SELECT MAX(revision) FROM jd_proposals WHERE job_id = ?", [job_id]
+            )
+            revision = int(top[0] or 0) + 1 if top else 1
+            pids = [*json.loads(job[1]), prop_id]
+            sets, params = (
+                ["proposal_ids = ?", "updated_at = ?", "deleted_at = NULL"],
+                [json.dumps(pids), now],
+            )
+            if pairs:
+                sets.append("labels = ?")
+                params.append(_labels_json(pairs))
+                await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=True)
+            await tx.execute(
+                f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
+            )
+        delivery = (
+            ProposalDeliveryStatus.DELIVERED if node[1] else ProposalDeliveryStatus.UNSPECIFIED
+        )
+        await tx.execute(
+            f"INSERT INTO jd_proposals ({_PROP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+            [
+                prop_id,
+                job_id,
+                revision,
+                int(ProposalStatus.PROPOSED),
+                int(delivery),
+                spec,
+                now,
+                now,
+            ],
+        )
+        return _proposal(await self._prop_row(tx, prop_id))
 
     async def get_job(self, job_id: str) -> Job:
         async with self.db.transaction() as tx:

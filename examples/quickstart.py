@@ -33,28 +33,37 @@ async def main() -> None:
 
         nodes = []
         for name in ("node-a", "node-b"):
-            got = await jd.register_node(node.RegisterNodeRequest(
-                name=name,
-                public_key=os.urandom(32).hex(),
-                labels=[label.Label(key="env", value="dev"), label.Label(key="team", value="feeds")],
-            ))
+            got = await jd.register_node(
+                node.RegisterNodeRequest(
+                    name=name,
+                    public_key=os.urandom(32).hex(),
+                    labels=[
+                        label.Label(key="env", value="dev"),
+                        label.Label(key="team", value="feeds"),
+                    ],
+                )
+            )
             assert got.node is not None
             nodes.append(got.node)
             print(f"registered {got.node.name} as {got.node.id}")
 
         spec = SPEC.format(external_id=uuid.uuid4())
-        batch = await jd.batch_propose_job(job.BatchProposeJobRequest(
-            node_ids=[n.id for n in nodes], spec=spec))
-        print(f"proposed to {len(batch.success_responses)} nodes, "
-              f"{len(batch.failed_responses)} failed")
+        batch = await jd.batch_propose_job(
+            job.BatchProposeJobRequest(node_ids=[n.id for n in nodes], spec=spec)
+        )
+        print(
+            f"proposed to {len(batch.success_responses)} nodes, "
+            f"{len(batch.failed_responses)} failed"
+        )
 
         # Play node-a's part: it approves the proposal it received.
         first = batch.success_responses[nodes[0].id].proposal
         assert first is not None
         await provider.server.approve_proposal(first.id)
 
-        jobs = await jd.list_jobs(job.ListJobsRequest(filter=job.ListJobsRequestFilter(
-            selectors=[])))
+        jobs = await jd.list_jobs(
+            job.ListJobsRequest(filter=job.ListJobsRequestFilter(selectors=[]))
+        )
         proposals = await jd.list_proposals()
         print(f"\n{'job':<32} {'node':<32} proposals")
         for j in jobs.jobs:

@@ -94,3 +94,24 @@ async def test_dry_run_provider_journals_and_reads_through() -> None:
         assert jd.journal is not None and jd.journal.methods() == ["RegisterNode"]
         assert (await jd.list_nodes()).nodes == []
         assert provider.server.write_calls == 0
+
+
+async def test_embedded_over_tls(tmp_path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("jd.local").configure_cert(server_ctx)
+    provider = EmbeddedProvider(
+        server_options={
+            "ssl": server_ctx,
+            "client_tls": jdkit.TLSConfig(ca_file=str(ca_file), server_name="jd.local"),
+        }
+    )
+    async with provider as jd:
+        assert jd.secure
+        assert (await jd.version()).version == jdkit.__version__

@@ -57,10 +57,9 @@ class EmbeddedProvider(Provider):
     async def _start(self) -> JobDistributor:
         from jdkit._server import EmbeddedJD
 
-        self._server = await EmbeddedJD.start(
-            host=self.host, port=self.port, db=self.db, **self.server_options
-        )
-        tls = self.server_options.get("client_tls")
+        options = dict(self.server_options)
+        tls = options.pop("client_tls", None)  # the client's side of a TLS server
+        self._server = await EmbeddedJD.start(host=self.host, port=self.port, db=self.db, **options)
         return JobDistributor.connect(
             self._server.address, tls=tls, allow_insecure_auth=True, **self._client_options
         )

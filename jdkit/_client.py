@@ -11,6 +11,7 @@ transport); failures surface as the typed errors of `jdkit._exceptions`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import time
@@ -56,6 +57,20 @@ R = TypeVar("R", bound=betterproto2.Message)
 ServingStatus = health.HealthCheckResponseServingStatus
 
 DEFAULT_TIMEOUT = 30.0
+
+
+def _drop_stray_cancels(task: asyncio.Task[object] | None, before: int) -> None:
+    """Undo the cancel requests grpclib made and then swallowed.
+
+    grpclib wakes a waiting call by `task.cancel()` when its deadline passes or
+    the connection drops, then raises its own error instead of CancelledError.
+    The task keeps the cancel request, and a later `asyncio.timeout` or anyio
+    cancel scope in the same task would let CancelledError escape instead of
+    timing out. Only requests grpclib turned into another error get here.
+    """
+    if task is not None:
+        while task.cancelling() > before:
+            task.uncancel()
 
 
 class CallOptions(TypedDict, total=False):
@@ -240,6 +255,8 @@ class JobDistributor:
         if remaining is not None and remaining <= 0:
             raise DeadlineExceededError("deadline exceeded before sending", method=call.method.path)
         m = call.method
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             async with self._channel.request(
                 m.path,
@@ -252,6 +269,7 @@ class JobDistributor:
                 await stream.send_message(call.request, end=True)
                 response = await stream.recv_message()
         except Exception as exc:
+            _drop_stray_cancels(task, cancels)
             raise map_error(exc, m.path) from exc
         if response is None:
             raise ProtocolError(f"{m.path} answered OK without a message")
@@ -263,6 +281,8 @@ class JobDistributor:
                 "client is closed", method=call.method.path, reached_server=False
             )
         m = call.method
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             async with self._channel.request(
                 m.path,
@@ -276,6 +296,7 @@ class JobDistributor:
                 async for message in stream:
                     yield message
         except Exception as exc:
+            _drop_stray_cancels(task, cancels)
             raise map_error(exc, m.path) from exc
 
     # -- conveniences upstream's Go client has

@@ -183,3 +183,38 @@ async def test_deadline_is_enforced(peer) -> None:
         with pytest.raises(DeadlineExceededError):
             await jd.enable_node(node.EnableNodeRequest(id="x"), timeout=0.3)
         assert loop.time() - t0 < 2.0
+
+
+async def test_dropped_connection_leaves_no_stray_cancel_on_the_task(peer) -> None:
+    """grpclib cancels the task to wake it, then raises its own error: the
+    caller's later timeouts must still time out, not escape as CancelledError."""
+    import anyio
+
+    from ._faultproxy import FaultProxy
+
+    addr, _ = peer
+    async with FaultProxy(int(addr.rsplit(":", 1)[1])) as proxy:
+        async with JobDistributor.connect(f"127.0.0.1:{proxy.port}", timeout=10) as jd:
+            call = asyncio.ensure_future(jd.enable_node(node.EnableNodeRequest(id="x")))
+            await asyncio.sleep(0.3)
+            proxy.drop_all()
+            with pytest.raises(UnavailableError):
+                await call
+
+            async def later_timeout() -> None:
+                with pytest.raises(UnavailableError):
+                    await jd.enable_node(
+                        node.EnableNodeRequest(id="x"), retry=RetryPolicy.disabled()
+                    )
+                with pytest.raises(TimeoutError):
+                    with anyio.fail_after(0.1):
+                        await asyncio.sleep(1)
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await asyncio.sleep(1)
+
+            task = asyncio.ensure_future(later_timeout())
+            await asyncio.sleep(0.3)
+            proxy.drop_all()
+            await task
+            assert task.cancelling() == 0

@@ -46,6 +46,15 @@ from jdkit._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # DockerProvider & co. need the optional `docker` extra: resolved on use.
+    from jdkit import _providers
+
+    if name in _providers._DOCKER:
+        return getattr(_providers, name)
+    raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+
 __all__ = [
     "METHODS",
     "WRITES",

@@ -10,6 +10,9 @@ from jdkit._providers._embedded import EmbeddedProvider
 from jdkit._providers._remote import ENV_URL, RemoteConfig, RemoteProvider
 
 __all__ = [
+    "DockerConfig",
+    "DockerProvider",
+    "DockerProviderError",
     "EmbeddedProvider",
     "Provider",
     "ProviderNotInitializedError",
@@ -17,6 +20,18 @@ __all__ = [
     "RemoteProvider",
     "connect",
 ]
+
+
+_DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep"}
+
+
+def __getattr__(name: str) -> Any:
+    # The Docker provider needs the `docker` extra (aiodocker): import it on use.
+    if name in _DOCKER:
+        from jdkit._providers import _docker
+
+        return getattr(_docker, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def connect(url: str | None = None, *, dry_run: bool = False, **options: Any) -> Provider:

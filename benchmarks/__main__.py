@@ -19,29 +19,36 @@ DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 METHOD = """\
 How it is measured:
 
-- Every figure is the median of several timed runs, each after untimed
-  warm-up calls, timed with `time.perf_counter`. Calls are sequential (one in
-  flight), so round trips/s is latency-bound, not a concurrency figure.
+- Wall time with `time.perf_counter`, this process's CPU time (all threads)
+  with `time.process_time`, after untimed warm-up calls. Calls are sequential
+  (one in flight), so round trips/s is latency-bound, not a concurrency figure.
+- Each comparison runs its sides in short alternating rounds, the order
+  rotated every round, so load from other processes (the machine is shared)
+  hits every side alike. Figures are medians over the rounds; overheads are
+  medians of the per-round ratios of sides that ran back to back.
 - (b)-(e) run against one embedded JD in a child process (its own interpreter,
-  so on this machine client and server each get a core), on loopback, with a
-  `StaticTokens` verifier; every client sends the bearer token. The jdkit
-  client is built as a user builds it (`JobDistributor.connect(...,
-  auth=StaticToken(...))`), the grpcio client is `grpc.aio` with stubs
-  compiled from `proto/` by grpcio-tools (`tests/_grpcio.py`); both send a
-  30 s deadline. Sides of a comparison alternate run by run.
-- Ratios are jdkit / reference from the same run: > 1x in round trips/s means
-  jdkit is faster, > 1x in time means it is slower.
-- The embedded JD is itself grpclib + betterproto2, so its per-reply encode
-  cost is in both clients' round trips; the in-process decode/encode rows
-  show how much each runtime costs on the same bytes.
+  so client and server each get a core), on loopback, with a `StaticTokens`
+  verifier; every client sends the bearer token. The jdkit client is built as
+  a user builds it (`JobDistributor.connect(..., auth=StaticToken(...))`);
+  the grpcio client is `grpc.aio` with stubs compiled from `proto/` by
+  grpcio-tools (`tests/_grpcio.py`). Both send a 30 s deadline.
+- Ratios in (b) are jdkit's rate over grpcio's (below 1x: jdkit is slower);
+  in (d) jdkit's time over grpcio's (above 1x: jdkit is slower).
+- The embedded JD is itself grpclib + betterproto2 (with its own fast encoder
+  for list replies), so the server's cost is in both clients' round trips;
+  the in-process decode/encode rows show what each runtime costs on the same
+  bytes, which is where the large-reply gap comes from.
 - (c) times BatchProposeJob (one SQLite transaction per node) on a fresh
   server; (d) keeps proposing batches until the job table holds the stated
   number of jobs, then times ListJobs with label selectors.
-- (e) compares `JobDistributor.get_node` (deadline → user interceptor that
+- (e) compares `JobDistributor.get_node` (deadline → a user interceptor that
   logs at DEBUG, logging left at its default level → retry → auth →
   transport) with the generated `NodeServiceStub` on a bare grpclib
   `Channel` with the authorization metadata set statically, on the same
-  server in the same run. The rows below it add one layer at a time.
+  server in the same run; the rows under it add one layer at a time. The
+  no-I/O row runs the same client with its transport replaced by an
+  immediate answer, which isolates the chain's own CPU cost from the noise
+  of the round trip.
 """
 
 
@@ -88,7 +95,13 @@ def render(report: Report, *, quick: bool, command: str, elapsed: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smoke run with tiny sizes")
-    parser.add_argument("--runs", type=int, default=None, help="timed runs per figure")
+    parser.add_argument(
+        "--rounds",
+        "--runs",
+        type=int,
+        default=None,
+        help="alternating timed rounds per comparison (medians over these)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -103,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    if args.runs:
-        sizes = replace(sizes, runs=args.runs)
+    if args.rounds:
+        sizes = replace(sizes, rounds=args.rounds, chain_rounds=args.rounds)
     command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
     t0 = time.perf_counter()
     report = asyncio.run(run_all(sizes, profile=args.profile))

@@ -7,9 +7,10 @@
 Message types live in `jdkit.pb`; errors are described in `jdkit._exceptions`.
 """
 
-from jdkit import pb
+from jdkit import pb, selectors
 from jdkit._channel import TLSConfig
 from jdkit._client import CallOptions, JobDistributor, ServingStatus
+from jdkit._display import show, table
 from jdkit._dryrun import Journal, JournalEntry
 from jdkit._exceptions import (
     AlreadyExistsError,
@@ -32,7 +33,7 @@ from jdkit._exceptions import (
     UnavailableError,
     UnimplementedError,
 )
-from jdkit._interceptors import Call, Interceptor
+from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit._methods import METHODS, WRITES, Method
 from jdkit._providers import (
     EmbeddedProvider,
@@ -55,6 +56,7 @@ def __getattr__(name: str) -> object:
         return getattr(_providers, name)
     raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
 
+
 __all__ = [
     "METHODS",
     "WRITES",
@@ -76,6 +78,7 @@ __all__ = [
     "JobDistributor",
     "Journal",
     "JournalEntry",
+    "Message",
     "Method",
     "NotFoundError",
     "PermissionDeniedError",
@@ -88,11 +91,16 @@ __all__ = [
     "ResourceExhaustedError",
     "RetryPolicy",
     "ServingStatus",
+    "StreamNext",
     "TLSConfig",
+    "UnaryNext",
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
     "__version__",
     "connect",
     "pb",
+    "selectors",
+    "show",
+    "table",
 ]

@@ -255,7 +255,13 @@ class DryRunInterceptor(Interceptor):
         for j in self.journal._jobs.values():
             if j.id == job_id:
                 return j
-        got = await read("GetJob", job.GetJobRequest(id=job_id))
+        try:
+            got = await read("GetJob", job.GetJobRequest(id=job_id))
+        except NotFoundError:
+            # RevokeJob's id may name a proposal (the protocol comment says so)
+            prop = await read("GetProposal", job.GetProposalRequest(id=job_id))
+            assert isinstance(prop, job.GetProposalResponse) and prop.proposal is not None
+            got = await read("GetJob", job.GetJobRequest(id=prop.proposal.job_id))
         assert isinstance(got, job.GetJobResponse) and got.job is not None
         return got.job
 

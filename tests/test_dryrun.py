@@ -160,3 +160,26 @@ async def test_journal_renders_a_plan_in_text_and_json() -> None:
         ]
         assert data[0]["request"]["name"] == "n1"
         assert (await jd.list_nodes()).nodes == []  # the real (embedded) server has nothing
+
+
+async def test_revoke_accepts_a_proposal_id_like_jd() -> None:
+    async with EmbeddedProvider() as real:
+        n = (
+            await real.register_node(
+                node.RegisterNodeRequest(name="n1", public_key=os.urandom(32).hex())
+            )
+        ).node
+        assert n is not None
+        p = (
+            await real.propose_job(
+                job.ProposeJobRequest(node_id=n.id, spec=_spec(str(uuid.uuid4())))
+            )
+        ).proposal
+        assert p is not None
+        dry = real.with_dry_run()
+        revoked = (await dry.revoke_job(job.RevokeJobRequest(id=p.id))).proposal
+        assert revoked is not None
+        assert (revoked.id, revoked.job_id) == (p.id, p.job_id)
+        assert revoked.status == job.ProposalStatus.REVOKED
+        with pytest.raises(NotFoundError):
+            await dry.revoke_job(job.RevokeJobRequest(id="prop_nope"))

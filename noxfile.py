@@ -1,11 +1,11 @@
 """Developer tasks. `./dev` builds the one project venv (.venv) and runs these in it.
 
-    nox -s tests            # the test suite (args after -- go to pytest)
-    nox -s lint typecheck   # ruff, mypy --strict
-    nox -s protos           # regenerate jdkit/_proto from proto/
-    nox -s protos_check     # fail when jdkit/_proto differs from a fresh generation
-    nox -s bench            # benchmarks; writes docs/benchmarks.md
-    nox -s example          # the quickstart example against the embedded JD
+- `nox -s tests`: the test suite (arguments after `--` go to pytest)
+- `nox -s lint typecheck`: ruff (check and format), mypy --strict
+- `nox -s protos`: regenerate jdkit/_proto from proto/
+- `nox -s protos_check`: fail when jdkit/_proto differs from a fresh generation
+- `nox -s bench`: benchmarks; writes docs/benchmarks.md
+- `nox -s example`: the quickstart example against the embedded JD
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def _build() -> Path:
 
 
 def stubs(name: str) -> ModuleType:
-    """`stubs("v1.node.node_pb2")`, `stubs("v1.node.node_pb2_grpc")`, `stubs("jdhealth.health_pb2")`."""
+    """E.g. `stubs("v1.node.node_pb2")`, `stubs("jdhealth.health_pb2_grpc")`."""
     if not _cache:
         sys.path.insert(0, str(_build()))
     if name not in _cache:

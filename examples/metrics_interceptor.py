@@ -19,8 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import jdkit
-from jdkit import Call, Interceptor
-from jdkit._interceptors import Message, StreamNext, UnaryNext  # the hooks' type aliases
+from jdkit import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit.pb import job, node
 
 

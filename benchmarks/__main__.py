@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks._bench import FULL, QUICK, ROOT, Report, run_all, versions
+from benchmarks._bench import FULL, QUICK, ROOT, SECTIONS, Report, run_all, versions
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 
@@ -78,11 +78,15 @@ def render(report: Report, *, quick: bool, command: str, elapsed: float) -> str:
         "Reference: the official grpcio client for (b) and (d), the bare generated "
         "betterproto2 stub for (e).",
         "",
-        METHOD,
     ]
+    if report.findings:
+        lines += ["## Findings", ""]
+        for f in report.findings:
+            lines += [f, ""]
+    lines += [METHOD]
     if report.profile:
         lines += [
-            "## Profile of the full chain (cProfile, top by own time)",
+            "## Profile of the jdkit call path, transport stubbed out (cProfile, by own time)",
             "",
             "```",
             report.profile.strip(),
@@ -112,15 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="cProfile the full-chain calls of (e) and add it to the report",
+        help="cProfile the chain in (e), transport stubbed out, and add it to the report",
+    )
+    parser.add_argument(
+        "--only", default="abcde", help="sections to run, e.g. --only e or --only cd (default: all)"
     )
     args = parser.parse_args(argv)
+    only = frozenset(args.only.lower()) & SECTIONS
+    if not only:
+        parser.error(f"--only takes letters from {''.join(sorted(SECTIONS))}")
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = replace(sizes, rounds=args.rounds, chain_rounds=args.rounds)
     command = " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])])
     t0 = time.perf_counter()
-    report = asyncio.run(run_all(sizes, profile=args.profile))
+    report = asyncio.run(run_all(sizes, profile=args.profile, only=only))
     text = render(
         report, quick=args.quick, command=command.strip(), elapsed=time.perf_counter() - t0
     )

@@ -587,7 +587,7 @@ async def bench_batch_and_list_jobs(sz: Sizes, w: World, report: Report) -> None
                 ms(res.med("grpcio")),
                 f"{res.med('jdkit') / res.med('grpcio'):.2f}x",
                 f"time per call; {spread(res.wall['jdkit'], ms)}; "
-                f"{calls} calls x {sz.rounds} rounds",
+                f"{calls} call{'s' if calls != 1 else ''} x {sz.rounds} rounds",
             )
         )
     report.add(

@@ -218,3 +218,16 @@ async def test_dropped_connection_leaves_no_stray_cancel_on_the_task(peer) -> No
             proxy.drop_all()
             await task
             assert task.cancelling() == 0
+
+
+async def test_health_falls_back_to_a_keypair_probe_without_a_health_service() -> None:
+    server = aio.server()
+    csa_grpc.add_CSAServiceServicer_to_server(Keys(), server)  # no Health service here
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with JobDistributor.connect(f"127.0.0.1:{port}") as jd:
+            assert await jd.check_health() == health.HealthCheckResponseServingStatus.SERVING
+            await jd.wait_ready(timeout=5)
+    finally:
+        await server.stop(None)

@@ -90,6 +90,9 @@ class Keys(csa_grpc.CSAServiceServicer):  # type: ignore[misc]
     async def ListKeypairs(self, request, context):
         return csa_pb2.ListKeypairsResponse()
 
+    async def GetKeypair(self, request, context):
+        await context.abort(grpc.StatusCode.NOT_FOUND, "no keypair yet")
+
 
 class Health(health_grpc.HealthServicer):  # type: ignore[misc]
     async def Check(self, request, context):

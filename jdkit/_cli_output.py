@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import betterproto2
 
 from jdkit._display import Detail, Table, table
+from jdkit._json import to_json_dict
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -23,7 +24,7 @@ class Advance(Protocol):
 def to_data(obj: Any) -> Any:
     """JSON-ready data: proto JSON (camelCase, defaults included) for messages."""
     if isinstance(obj, betterproto2.Message):
-        return obj.to_dict(include_default_values=True)
+        return to_json_dict(obj, include_default_values=True)
     if isinstance(obj, Table):
         return obj.to_dicts()
     if isinstance(obj, Detail):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -73,12 +74,46 @@ def _drop_stray_cancels(task: asyncio.Task[object] | None, before: int) -> None:
             task.uncancel()
 
 
+def check_timeout(field: str, timeout: object) -> None:
+    """A deadline is None or a finite positive number of seconds."""
+    ok = timeout is None or (
+        isinstance(timeout, int | float)
+        and not isinstance(timeout, bool)
+        and math.isfinite(timeout)
+        and timeout > 0
+    )
+    if not ok:
+        raise ConfigError(
+            field, f"must be a finite positive number of seconds or None, got {timeout!r}"
+        )
+
+
+def _check_options(name: str, opts: CallOptions) -> None:
+    unknown = set(opts) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(
+            f"{name}() got unexpected option(s) {sorted(unknown)}; "
+            f"per-call options are {sorted(_OPTION_NAMES)}"
+        )
+    if "timeout" in opts:
+        check_timeout("timeout", opts["timeout"])
+    retry = opts.get("retry")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigError("retry", f"expected a RetryPolicy, got {type(retry).__name__}")
+    for key, value in (opts.get("metadata") or {}).items():
+        if not isinstance(key, str) or key != key.lower() or not isinstance(value, str):
+            raise ConfigError("metadata", f"keys must be lower-case str and values str: {key!r}")
+
+
 class CallOptions(TypedDict, total=False):
     """Per-call overrides accepted by every RPC method."""
 
     timeout: float | None
     retry: RetryPolicy
     metadata: Mapping[str, str]
+
+
+_OPTION_NAMES = frozenset(CallOptions.__annotations__)
 
 
 class JobDistributor:
@@ -102,8 +137,7 @@ class JobDistributor:
         dry_run: bool | Journal = False,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
-        if timeout is not None and timeout <= 0:
-            raise ConfigError("timeout", f"must be a positive number of seconds, got {timeout}")
+        check_timeout("timeout", timeout)
         self._channel = channel
         self._owns_channel = True
         self._settings: dict[str, object] = dict(
@@ -237,6 +271,8 @@ class JobDistributor:
             raise TypeError(
                 f"{method.name} takes {method.request.__name__}, not {type(request).__name__}"
             )
+        if opts:
+            _check_options(method.name, opts)
         call = Call(method, request, metadata=self._call_metadata(opts), options=dict(opts))
         response = await self._unary_chain(call)
         assert isinstance(response, response_type)

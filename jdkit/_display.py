@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import betterproto2
 
+from jdkit._json import to_json_dict
 from jdkit.pb import csa, job, label, node, probation
 from jdkit.selectors import format_labels
 
@@ -71,7 +72,7 @@ def fmt_value(value: Any) -> str:
     if isinstance(value, enum.Enum):
         return str(value.name)
     if isinstance(value, betterproto2.Message):
-        return json.dumps(value.to_dict(), separators=(",", ":"), sort_keys=True)
+        return json.dumps(to_json_dict(value), separators=(",", ":"), sort_keys=True)
     if isinstance(value, dict):
         return ", ".join(f"{k}={fmt_value(v)}" for k, v in value.items())
     if isinstance(value, list | tuple):
@@ -364,7 +365,7 @@ class Table(list[Any]):
 
 def _to_data(obj: Any) -> Any:
     if isinstance(obj, betterproto2.Message):
-        return obj.to_dict(include_default_values=True)
+        return to_json_dict(obj, include_default_values=True)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     return obj

@@ -19,6 +19,7 @@ from typing import Any
 
 from jdkit._exceptions import InvalidArgumentError, NotFoundError, RPCError
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
+from jdkit._json import to_json_dict
 from jdkit._methods import METHODS
 from jdkit.pb import job, label, node, probation
 
@@ -42,8 +43,8 @@ class JournalEntry:
         return {
             "method": self.method,
             "at": self.at.isoformat(),
-            "request": self.request.to_dict(),
-            "response": self.response.to_dict(),
+            "request": to_json_dict(self.request),
+            "response": to_json_dict(self.response),
         }
 
 

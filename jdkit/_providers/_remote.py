@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jdkit._channel import TLSConfig, parse_target
-from jdkit._client import DEFAULT_TIMEOUT, JobDistributor
+from jdkit._client import DEFAULT_TIMEOUT, JobDistributor, check_timeout
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
 from jdkit._providers._base import Provider
@@ -49,8 +49,7 @@ class RemoteConfig:
 
     def __post_init__(self) -> None:
         parse_target(self.url)  # raises ConfigError("target", ...) naming the problem
-        if self.timeout is not None and self.timeout <= 0:
-            raise ConfigError("timeout", f"must be positive seconds or None, got {self.timeout}")
+        check_timeout("timeout", self.timeout)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RemoteConfig:
@@ -74,6 +73,7 @@ class RemoteConfig:
                 timeout = None if raw in ("0", "none") else float(raw)
             except ValueError:
                 raise ConfigError("JD_TIMEOUT", f"not a number of seconds: {raw!r}") from None
+            check_timeout("JD_TIMEOUT", timeout)
         from jdkit._auth import from_env as auth_from_env
 
         return cls(

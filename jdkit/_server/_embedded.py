@@ -84,6 +84,9 @@ class EmbeddedJD:
         healthz_port: int | None = None,
     ) -> None:
         self.host = host
+        for name, value in (("port", port), ("healthz_port", healthz_port)):
+            if value is not None and (isinstance(value, bool) or not 0 <= value <= 65535):
+                raise ConfigError(name, f"{value!r} is not a port number in 0..65535")
         self._requested_port = port
         self.db_url = db
         self._secret = csa_secret

@@ -137,7 +137,8 @@ def _policy(row: Row) -> RollbackPolicy:
 def _policy_json(policy: Struct, field: str) -> str:
     try:
         return json.dumps(policy.to_dict())
-    except (ValueError, TypeError, AssertionError) as exc:
+    except (ValueError, TypeError, AssertionError, AttributeError) as exc:
+        # AttributeError: a map entry whose Value is absent (betterproto2 gives None)
         raise InvalidArgumentError(
             f"{field} is not a valid google.protobuf.Struct: {exc}"
         ) from None

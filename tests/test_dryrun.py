@@ -66,20 +66,22 @@ async def test_no_write_rpc_reaches_the_server() -> None:
             ),
             await dry.update_node(node.UpdateNodeRequest(id=n.id, name="renamed")),
             await dry.enable_node(node.EnableNodeRequest(id=n.id)),
-            await dry.disable_node(node.DisableNodeRequest(id=n.id)),
             await dry.propose_job(job.ProposeJobRequest(node_id=n.id, spec=_spec(ext))),
             await dry.batch_propose_job(
                 job.BatchProposeJobRequest(node_ids=[n.id, "node_unknown"], spec=_spec(ext))
             ),
             await dry.revoke_job(job.RevokeJobRequest(id=p.job_id)),
-            await dry.delete_job(job.DeleteJobRequest(id=p.job_id)),
             await dry.update_job(
                 job.UpdateJobRequest(id=p.job_id, labels=[label.Label(key="k", value="v")])
             ),
+            await dry.delete_job(
+                job.DeleteJobRequest(id=p.job_id)
+            ),  # after: deleted blocks updates
             await dry.create_rollback_policy(probation.CreateRollbackPolicyRequest(policy=policy)),
             await dry.update_rollback_policy(
                 probation.UpdateRollbackPolicyRequest(id=pol.id, policy=policy)
             ),
+            await dry.disable_node(node.DisableNodeRequest(id=n.id)),  # last: it blocks proposals
         ]
         assert len(answers) == len(jdkit.WRITES)  # every write RPC exercised
         assert sorted(dry.journal.methods()) == sorted(m.rsplit("/", 1)[1] for m in jdkit.WRITES)
@@ -129,7 +131,7 @@ async def test_synthesized_answers_follow_the_request_and_current_state() -> Non
         assert batch.success_responses[n.id].proposal.revision == 4  # type: ignore[union-attr]
 
         # what JD would refuse, the dry run refuses too
-        with pytest.raises(InvalidArgumentError, match="externalJobID"):
+        with pytest.raises(InvalidArgumentError, match="spec is not valid TOML"):
             await dry.propose_job(job.ProposeJobRequest(node_id=n.id, spec="not toml ["))
         with pytest.raises(NotFoundError):
             await dry.propose_job(job.ProposeJobRequest(node_id="node_nope", spec=_spec(ext)))
@@ -183,3 +185,66 @@ async def test_revoke_accepts_a_proposal_id_like_jd() -> None:
         assert revoked.status == job.ProposalStatus.REVOKED
         with pytest.raises(NotFoundError):
             await dry.revoke_job(job.RevokeJobRequest(id="prop_nope"))
+
+
+async def test_dry_run_refuses_what_jd_would_refuse() -> None:
+    """The plan must not promise writes that JD would refuse (review findings)."""
+    from jdkit import AlreadyExistsError, FailedPreconditionError
+
+    async with EmbeddedProvider() as real:
+        key = os.urandom(32).hex()
+        n = (await real.register_node(node.RegisterNodeRequest(name="a", public_key=key))).node
+        off = (
+            await real.register_node(
+                node.RegisterNodeRequest(name="off", public_key=os.urandom(32).hex())
+            )
+        ).node
+        assert n is not None and off is not None
+        await real.disable_node(node.DisableNodeRequest(id=off.id))
+        ext = str(uuid.uuid4())
+        first = await real.propose_job(job.ProposeJobRequest(node_id=n.id, spec=_spec(ext)))
+        second = await real.propose_job(job.ProposeJobRequest(node_id=n.id, spec=_spec(ext)))
+        assert first.proposal is not None and second.proposal is not None
+        dry = real.with_dry_run()
+
+        with pytest.raises(InvalidArgumentError, match="64 hex"):
+            await dry.register_node(node.RegisterNodeRequest(name="b", public_key="zz"))
+        with pytest.raises(AlreadyExistsError, match=n.id):
+            await dry.register_node(node.RegisterNodeRequest(name="b", public_key=key.upper()))
+        with pytest.raises(FailedPreconditionError, match="disabled") as info:
+            await dry.propose_job(job.ProposeJobRequest(node_id=off.id, spec=_spec(ext)))
+        assert info.value.method == "/api.job.v1.JobService/ProposeJob"
+        with pytest.raises(NotFoundError) as nf:
+            await dry.propose_job(job.ProposeJobRequest(node_id="node_nope", spec=_spec(ext)))
+        assert "ProposeJob" in str(nf.value) and "GetNode" not in str(nf.value)
+
+        batch = await dry.batch_propose_job(
+            job.BatchProposeJobRequest(node_ids=[n.id, off.id, "node_unknown"], spec=_spec(ext))
+        )
+        assert set(batch.success_responses) == {n.id}
+        assert batch.success_responses[n.id].proposal.revision == 3  # type: ignore[union-attr]
+        assert "disabled" in batch.failed_responses[off.id].error_message
+        assert "not found" in batch.failed_responses["node_unknown"].error_message
+        assert "2 would fail" in dry.journal.plan()
+
+        # revoking a proposal that is not the job's latest is refused, as by JD
+        with pytest.raises(FailedPreconditionError, match="only the latest"):
+            await dry.revoke_job(job.RevokeJobRequest(id=first.proposal.id))
+        revoked = await dry.revoke_job(job.RevokeJobRequest(id=second.proposal.job_id))
+        assert revoked.proposal is not None and revoked.proposal.spec  # the full proposal
+        with pytest.raises(FailedPreconditionError, match="REVOKED"):
+            await dry.revoke_job(job.RevokeJobRequest(id=second.proposal.job_id))
+
+        await dry.delete_job(job.DeleteJobRequest(id=first.proposal.job_id))
+        with pytest.raises(FailedPreconditionError, match="deleted"):
+            await dry.update_job(
+                job.UpdateJobRequest(id=first.proposal.job_id, labels=[label.Label(key="k")])
+            )
+
+        # the dry run's own writes shape its later answers
+        await dry.update_node(node.UpdateNodeRequest(id=n.id, name="renamed"))
+        disabled = (await dry.disable_node(node.DisableNodeRequest(id=n.id))).node
+        assert disabled is not None and disabled.name == "renamed" and not disabled.is_enabled
+        assert (
+            real is not dry and (await real.get_node(node.GetNodeRequest(id=n.id))).node.name == "a"
+        )  # type: ignore[union-attr]

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import anyio
 import betterproto2
@@ -29,6 +29,7 @@ from jdkit._channel import Target, TLSConfig, open_channel, parse_target
 from jdkit._exceptions import (
     ConfigError,
     DeadlineExceededError,
+    InvalidArgumentError,
     NotFoundError,
     ProtocolError,
     RPCError,
@@ -72,6 +73,18 @@ def _drop_stray_cancels(task: asyncio.Task[object] | None, before: int) -> None:
     if task is not None:
         while task.cancelling() > before:
             task.uncancel()
+
+
+async def _send(stream: Any, call: Call) -> None:
+    """Send the request; a value that cannot be encoded is the caller's mistake."""
+    try:
+        await stream.send_message(call.request, end=True)
+    except (UnicodeError, TypeError, AttributeError, ValueError, OverflowError) as exc:
+        if isinstance(exc, OSError):  # ssl.SSLCertVerificationError is a ValueError too
+            raise
+        raise InvalidArgumentError(
+            f"{call.method.name} request cannot be encoded: {exc}", method=call.method.path
+        ) from None
 
 
 def check_timeout(field: str, timeout: object) -> None:
@@ -302,7 +315,7 @@ class JobDistributor:
                 timeout=remaining,
                 metadata=call.metadata or None,
             ) as stream:
-                await stream.send_message(call.request, end=True)
+                await _send(stream, call)
                 response = await stream.recv_message()
         except Exception as exc:
             _drop_stray_cancels(task, cancels)
@@ -328,7 +341,7 @@ class JobDistributor:
                 timeout=call.time_remaining(),
                 metadata=call.metadata or None,
             ) as stream:
-                await stream.send_message(call.request, end=True)
+                await _send(stream, call)
                 async for message in stream:
                     yield message
         except Exception as exc:

@@ -201,8 +201,11 @@ def map_error(exc: BaseException, method: str = "") -> BaseException:
             f"connection refused ({exc.strerror or exc})", method=method, reached_server=False
         )
     if isinstance(exc, ssl.SSLError):
+        # a rejected certificate is refused before any request byte; other TLS
+        # failures may come after the request was written, so nothing is promised
+        reached = False if isinstance(exc, ssl.SSLCertVerificationError) else None
         return UnavailableError(
-            f"TLS handshake failed: {exc.reason or exc}", method=method, reached_server=False
+            f"TLS handshake failed: {exc.reason or exc}", method=method, reached_server=reached
         )
     if isinstance(exc, StreamTerminatedError | _H2ProtocolError):
         return UnavailableError(f"stream terminated: {exc}", method=method, reached_server=None)

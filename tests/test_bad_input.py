@@ -86,3 +86,15 @@ def test_json_uses_protoc_field_names() -> None:
     assert json_name("ocr2_config") == "ocr2Config"
     got = to_json_dict(node.Node(id="a", p2p_key_bundles=[node.P2PKeyBundle(peer_id="p")]))
     assert got == {"id": "a", "p2pKeyBundles": [{"peerId": "p"}]}
+
+
+@pytest.mark.asyncio
+async def test_unencodable_request_values_are_invalid_argument_locally() -> None:
+    from jdkit import InvalidArgumentError
+
+    async with EmbeddedJD.start() as srv, JobDistributor.connect(srv.address) as jd:
+        with pytest.raises(InvalidArgumentError, match="cannot be encoded"):
+            await jd.register_node(node.RegisterNodeRequest(name="bad\ud800", public_key="ab" * 32))
+        with pytest.raises(InvalidArgumentError, match="cannot be encoded"):
+            await jd.register_node(node.RegisterNodeRequest(name=123, public_key="ab" * 32))  # type: ignore[arg-type]
+        assert srv.write_calls == 0  # refused before anything was sent

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -411,6 +412,14 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _error_json(exc: JDError) -> dict[str, object]:
+    if isinstance(exc, RPCError):
+        return {"code": exc.code.name, "message": exc.message, "method": exc.method}
+    if isinstance(exc, ConfigError):
+        return {"code": "CONFIG", "field": exc.field, "message": exc.problem}
+    return {"code": type(exc).__name__, "message": str(exc)}
+
+
 def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, UsageError | ConfigError):
         return 2
@@ -432,7 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except JDError as exc:
-        print(f"error: {describe(exc)}", file=sys.stderr, flush=True)
+        if out.json_mode:  # machine-readable errors too, still on stderr
+            print(json.dumps({"error": _error_json(exc)}), file=sys.stderr, flush=True)
+        else:
+            print(f"error: {describe(exc)}", file=sys.stderr, flush=True)
         return _exit_code(exc)
     except BrokenPipeError:
         # `jdkit nodes list | head`: the reader went away; nothing left to say

@@ -625,3 +625,18 @@ def test_tls_and_mutual_tls(tmp_path: Path) -> None:
         assert_one_line_error(r, 1)
     finally:
         srv.stop()
+
+
+def test_errors_are_json_under_json(served: Served) -> None:
+    r = jdkit("--json", "nodes", "get", "node_nope", url=served.address)
+    assert r.returncode == 1 and r.stdout == ""
+    err = json.loads(r.stderr)["error"]
+    assert err["code"] == "NOT_FOUND" and "node_nope" in err["message"]
+    assert err["method"] == "/api.node.v1.NodeService/GetNode"
+    r = jdkit("--json", "--url", "no-port", "nodes", "list")
+    assert r.returncode == 2
+    assert json.loads(r.stderr)["error"] == {
+        "code": "CONFIG",
+        "field": "target",
+        "message": "no port in 'no-port'; expected host:port",
+    }

@@ -10,7 +10,12 @@ UNAUTHENTICATED, refreshes and replays the call once.
 Secrets (tokens, passwords, client secrets, refresh tokens) never appear in a
 repr, a log line or an exception message: every class here has a redacting
 `__repr__`, and messages from token endpoints are scrubbed of them because
-some endpoints echo what they were sent.
+some endpoints echo what they were sent. Other libraries' DEBUG logs (hpack's
+header dumps, botocore's request and response bodies) would show them, so
+every secret is also registered with `jdkit._redact`, whose log-record factory
+redacts them from all records: sources register what they are given and what
+they receive (before botocore logs it), the manager and the interceptor every
+token they hand out or send.
 
 `from_env()` builds a source from these variables (first family set wins;
 setting two is an error):
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from jdkit._exceptions import AuthError, ChallengeRequiredError, ConfigError, UnauthenticatedError
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
+from jdkit._redact import register as _register_secrets
 
 if TYPE_CHECKING:
     import httpx
@@ -131,6 +137,7 @@ class StaticToken:
         problem = _token_problem(token)
         if problem:
             raise ConfigError("token", problem)
+        _register_secrets(token, header_prefix="Bearer ")
         self._token = Token(token, None)
 
     async def fetch(self) -> Token:
@@ -194,6 +201,7 @@ class OAuth2ClientCredentials:
             raise ConfigError("client_secret", "must not be empty")
         if client_auth not in ("basic", "body"):
             raise ConfigError("client_auth", f"must be 'basic' or 'body', got {client_auth!r}")
+        _register_secrets(client_secret)
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
@@ -240,7 +248,9 @@ class OAuth2ClientCredentials:
             # RFC 6749 section 2.3.1: form-urlencode each part before Basic.
             quote = urllib.parse.quote_plus
             pair = f"{quote(self.client_id)}:{quote(self._secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+            basic = base64.b64encode(pair.encode()).decode("ascii")
+            _register_secrets(basic, header_prefix="Basic ")
+            headers["Authorization"] = "Basic " + basic
         else:
             data["client_id"] = self.client_id
             data["client_secret"] = self._secret
@@ -268,6 +278,7 @@ class OAuth2ClientCredentials:
         if problem:
             raise AuthError(f"OAuth2 token endpoint {self._where}: access_token {problem}")
         assert isinstance(value, str)
+        _register_secrets(value, header_prefix="Bearer ")
         token_type = body.get("token_type", "bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise AuthError(
@@ -370,6 +381,7 @@ class CognitoTokenSource:
                 raise ConfigError(name, "must not be empty")
         if client_secret == "":
             raise ConfigError("client_secret", "must be None or non-empty")
+        _register_secrets(password, client_secret)
         self.client_id = client_id
         self.username = username
         self._password = password
@@ -418,6 +430,7 @@ class CognitoTokenSource:
         params = {"USERNAME": self.username, "PASSWORD": self._password}
         if self._client_secret:
             params["SECRET_HASH"] = secret_hash(self._client_secret, self.username, self.client_id)
+            _register_secrets(params["SECRET_HASH"])
         return await self._initiate("USER_PASSWORD_AUTH", params)
 
     async def _refresh(self) -> Token:
@@ -426,6 +439,7 @@ class CognitoTokenSource:
         if self._client_secret:
             name = self._cognito_username or self.username
             params["SECRET_HASH"] = secret_hash(self._client_secret, name, self.client_id)
+            _register_secrets(params["SECRET_HASH"])
         return await self._initiate("REFRESH_TOKEN_AUTH", params)
 
     async def _cognito(self) -> Any:
@@ -441,7 +455,7 @@ class CognitoTokenSource:
                 read_timeout=self._timeouts[1],
                 retries={"mode": "standard", "max_attempts": 3},
             )
-            self._client = await self._stack.enter_async_context(
+            client = await self._stack.enter_async_context(
                 session.create_client(
                     "cognito-idp",
                     region_name=self.region,
@@ -449,6 +463,11 @@ class CognitoTokenSource:
                     config=config,
                 )
             )
+            service = client.meta.service_model.service_id.hyphenize()
+            client.meta.events.register(
+                f"before-parse.{service}.InitiateAuth", _register_cognito_tokens
+            )
+            self._client = client
         return self._client
 
     async def _initiate(self, flow: str, params: dict[str, str]) -> Token:
@@ -484,14 +503,32 @@ class CognitoTokenSource:
         access = result.get("AccessToken")
         if not isinstance(access, str) or _token_problem(access):
             raise AuthError(f"Cognito {flow} answered without a usable AccessToken")
+        _register_secrets(access, header_prefix="Bearer ")
         if result.get("RefreshToken"):
             self._refresh_token = result["RefreshToken"]
+            _register_secrets(self._refresh_token)
         name = _unverified_claims(access).get("username")
         self._cognito_username = name if isinstance(name, str) and name else None
         expires_in = result.get("ExpiresIn")
         expires_at = started + float(expires_in) if isinstance(expires_in, int | float) else None
         log.debug("Cognito %s succeeded for %s (expires_in=%s)", flow, self.username, expires_in)
         return Token(access, expires_at)
+
+
+def _register_cognito_tokens(response_dict: Any = None, **_: Any) -> None:
+    """botocore hook: register the tokens in an InitiateAuth answer before botocore logs it.
+
+    botocore logs the raw response body (at DEBUG) while parsing it, i.e.
+    before `initiate_auth()` returns them to us.
+    """
+    body = response_dict.get("body") if isinstance(response_dict, dict) else None
+    try:
+        result = json.loads(body)["AuthenticationResult"] if body else None
+    except (ValueError, TypeError, KeyError):
+        return
+    if isinstance(result, dict):
+        _register_secrets(result.get("IdToken"), result.get("RefreshToken"))
+        _register_secrets(result.get("AccessToken"), header_prefix="Bearer ")
 
 
 # -- caching
@@ -602,6 +639,7 @@ class TokenManager:
             raise
         if not isinstance(token, Token) or _token_problem(token.value):
             raise AuthError(f"{type(self.source).__name__}.fetch() returned no usable Token")
+        _register_secrets(token.value, header_prefix="Bearer ")
         now = self._clock()
         if token.expires_at is None:
             self._refresh_at = math.inf
@@ -647,6 +685,8 @@ class AuthInterceptor(Interceptor):
 
     async def _stamp(self, call: Call, token: Token | None = None) -> Token:
         token = token or await self.manager.get()
+        # Registered (again) on every use, so the bounded registry keeps tokens in use.
+        _register_secrets(token.value, header_prefix="Bearer ")
         call.metadata["authorization"] = f"Bearer {token.value}"
         return token
 

@@ -1,0 +1,220 @@
+"""Keep live secrets out of every log record, other libraries' records included.
+
+jdkit's own log calls never carry secrets, but the libraries under it do once
+an application turns DEBUG logging on:
+
+- `hpack` logs each header it encodes or decodes, the `authorization` value
+  among them: in clear (grpclib turns off h2's never-indexed marking of that
+  header) and Huffman-coded inside the raw header block it also logs;
+- `botocore` logs Cognito's InitiateAuth parameters (PASSWORD, SECRET_HASH,
+  REFRESH_TOKEN) and its response body (AccessToken, IdToken, RefreshToken).
+
+So the token sources in `jdkit._auth` `register()` each secret they hold or
+receive, and the first registration installs a log-record factory (chaining
+whatever factory was set before) that replaces every registered secret with
+`[redacted]` in each record's message and traceback text. A secret is matched
+in the forms it takes in those logs: as is, inside a Python `repr()` of str or
+bytes, JSON-escaped (and that inside a bytes repr), URL-encoded, and for header
+values the HPACK Huffman coding of `<prefix><secret>`.
+
+Cost: nothing until a secret is registered, and nothing for records no logger
+is enabled for (the factory only runs for records that are made). Otherwise
+each record's message is rendered once and searched for the registered forms;
+it is only rewritten (`msg` = redacted text, `args` = ()) when one was found.
+
+Limits: the registry keeps the `MAX_ENTRIES` most recently registered or used
+secrets (tokens in use are re-registered on every call, so they stay); strings
+shorter than `MIN_LENGTH` are not registered (redacting them would mangle every
+log line); attributes added through `extra=` are not searched; a record made
+without the factory (`logging.makeLogRecord`, records from another process)
+is not seen; a factory installed later *without* chaining ours disables this.
+Nothing is forgotten explicitly: `aclose()` does not end a source (it must
+keep working), and a replaced token stays valid, maybe in flight, until it
+expires; the LRU bound is what keeps the registry small.
+
+Marking `authorization` never-indexed in HPACK is not possible through
+grpclib (it turns off h2's outbound header normalisation and rebuilds the
+metadata as plain tuples), and would not suffice: hpack still logs the raw
+header block and, when decoding, the value in clear.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["MAX_ENTRIES", "MIN_LENGTH", "REDACTED", "SecretRegistry", "register"]
+
+REDACTED = "[redacted]"
+#: Registered secrets (with their header prefix) kept, least recently used dropped first.
+MAX_ENTRIES = 256
+#: Shorter strings are not registered.
+MIN_LENGTH = 4
+
+RecordFactory = Callable[..., logging.LogRecord]
+
+
+def _str_reprs(text: str) -> set[str]:
+    """`text` as it shows inside a str repr, for either quote character Python picks."""
+    forms = {repr('"' + text)[2:-1]}  # has a `"`: single-quoted, `'` escaped
+    if '"' not in text:
+        forms.add(repr("'" + text)[2:-1])  # double-quoted, `'` as is
+    return forms
+
+
+def _bytes_reprs(data: bytes) -> set[str]:
+    """`data` as it shows inside a bytes repr, for either quote character."""
+    forms = {repr(b'"' + data)[3:-1]}
+    if b'"' not in data:
+        forms.add(repr(b"'" + data)[3:-1])
+    return forms
+
+
+def _huffman(data: bytes) -> bytes | None:
+    """HPACK's Huffman coding of a header value, as hpack writes (and logs) it."""
+    try:
+        from hpack.huffman import HuffmanEncoder
+        from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+    except ImportError:  # pragma: no cover - hpack comes with grpclib's h2
+        return None
+    return HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(data)
+
+
+def forms_of(secret: str, header_prefix: str = "") -> frozenset[str]:
+    """The strings a log line could show `secret` as (see the module docstring)."""
+    texts = {
+        secret,
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote_plus(secret),
+        urllib.parse.quote(secret, safe=""),
+    }
+    forms: set[str] = set()
+    for text in texts:
+        forms.add(text)
+        forms |= _str_reprs(text)
+        forms |= _bytes_reprs(text.encode("utf-8", "backslashreplace"))
+    if header_prefix:
+        coded = _huffman((header_prefix + secret).encode("utf-8", "backslashreplace"))
+        if coded:
+            forms |= _bytes_reprs(coded)
+    return frozenset(f for f in forms if len(f) >= MIN_LENGTH and f not in REDACTED)
+
+
+class SecretRegistry:
+    """A bounded, thread-safe set of secrets and the forms to redact them in.
+
+    `patterns` is an immutable snapshot (longest first) that readers use
+    without locking.
+    """
+
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
+        self.patterns: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"SecretRegistry(<{len(self._entries)} redacted>, max_entries={self.max_entries})"
+
+    def register(self, secrets: Iterable[str | None], header_prefix: str = "") -> None:
+        """Add `secrets` (or mark them recently used).
+
+        `header_prefix` also adds the HPACK Huffman form of prefix+secret.
+        """
+        for secret in secrets:
+            if not isinstance(secret, str) or len(secret) < MIN_LENGTH:
+                continue
+            key = (secret, header_prefix)
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    continue
+            forms = forms_of(secret, header_prefix)  # outside the lock: Huffman is slow-ish
+            with self._lock:
+                self._entries[key] = forms
+                self._entries.move_to_end(key)
+                while len(self._entries) > self.max_entries:
+                    self._entries.popitem(last=False)
+                union: set[str] = set()
+                for f in self._entries.values():
+                    union |= f
+                self.patterns = tuple(sorted(union, key=len, reverse=True))
+
+    def __contains__(self, secret: object) -> bool:
+        with self._lock:
+            return any(key[0] == secret for key in self._entries)
+
+    def redact(self, text: str) -> str:
+        """`text` with every registered form replaced (the same object if none occurs)."""
+        for form in self.patterns:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
+
+
+def scrub_record(record: logging.LogRecord, registry: SecretRegistry) -> None:
+    """Redact `record`'s message and traceback text in place, if they hold a secret."""
+    try:
+        message = record.getMessage()
+    except Exception:
+        return  # a broken format: leave it to logging's own error report
+    redacted = registry.redact(message)
+    if redacted is not message:
+        record.msg, record.args = redacted, ()
+    if record.exc_info and record.exc_info[0] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        redacted = registry.redact(text)
+        if redacted is not text:
+            # Formatters print exc_text as is; dropping exc_info keeps handlers
+            # that format the exception themselves from printing the secret.
+            record.exc_text, record.exc_info = redacted, None
+
+
+def make_factory(previous: RecordFactory, registry: SecretRegistry) -> RecordFactory:
+    """A record factory: `previous`'s record, scrubbed when `registry` is non-empty."""
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if registry.patterns:
+            scrub_record(record, registry)
+        return record
+
+    return factory
+
+
+_registry = SecretRegistry()
+_install_lock = threading.Lock()
+_installed = False
+
+
+def install() -> None:
+    """Install the redacting record factory once, chaining the current one."""
+    global _installed
+    if _installed:
+        return
+    with _install_lock:
+        if not _installed:
+            logging.setLogRecordFactory(make_factory(logging.getLogRecordFactory(), _registry))
+            _installed = True
+
+
+def register(*secrets: str | None, header_prefix: str = "") -> None:
+    """Redact these secrets from all log records from now on (Nones and short strings skipped).
+
+    `header_prefix` (e.g. "Bearer ") also covers the HPACK-coded header value
+    prefix+secret. Registering a known secret again marks it recently used.
+    """
+    _registry.register(secrets, header_prefix)
+    if not _installed and len(_registry):
+        install()

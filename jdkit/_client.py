@@ -204,6 +204,7 @@ class JobDistributor:
         plaintext unless the target says `grpcs://`.
         """
         parsed = parse_target(target)
+        check_timeout("timeout", timeout)  # before the channel: no event loop needed to refuse
         if tls is True or (tls is None and parsed.tls):
             tls = TLSConfig()
         elif tls is False or tls is None:

@@ -6,6 +6,7 @@ import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from grpclib.client import Channel
@@ -104,11 +105,18 @@ class TLSConfig:
         return ctx
 
 
-def open_channel(target: Target, tls: TLSConfig | None) -> Channel:
+ChannelT = TypeVar("ChannelT", bound=Channel)
+
+
+def open_channel(
+    target: Target,
+    tls: TLSConfig | None,
+    channel_cls: type[ChannelT] = Channel,  # type: ignore[assignment]
+) -> ChannelT:
     config = Configuration(
         _keepalive_time=30.0,
         _keepalive_timeout=10.0,
         _keepalive_permit_without_calls=False,
         ssl_target_name_override=tls.server_name if tls else None,
     )
-    return Channel(target.host, target.port, ssl=tls.context() if tls else None, config=config)
+    return channel_cls(target.host, target.port, ssl=tls.context() if tls else None, config=config)

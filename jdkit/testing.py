@@ -47,7 +47,7 @@ import pytest
 from grpclib.client import Channel
 from grpclib.config import Configuration
 
-from jdkit._channel import TLSConfig, parse_target
+from jdkit._channel import TLSConfig, open_channel, parse_target
 from jdkit._client import DEFAULT_TIMEOUT, JobDistributor
 from jdkit._interceptors import Interceptor
 from jdkit._retry import RetryPolicy
@@ -342,12 +342,7 @@ def any_loop_client(
     target = parse_target(address)
     if target.tls and tls is None:
         tls = TLSConfig()
-    channel = AnyLoopChannel(
-        target.host,
-        target.port,
-        ssl=tls.context() if tls else None,
-        config=Configuration(ssl_target_name_override=tls.server_name if tls else None),
-    )
+    channel = open_channel(target, tls, AnyLoopChannel)
     client = JobDistributor(
         channel,
         target=target,

@@ -44,7 +44,15 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+def debug_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> pytest.LogCaptureFixture:
+    # Another library's logging.config.dictConfig (disable_existing_loggers)
+    # may have switched these loggers off earlier in the session: on again.
+    monkeypatch.setattr(logging.root.manager, "disable", 0)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.split(".")[0] in THIRD_PARTY:
+            monkeypatch.setattr(logger, "disabled", False)
     caplog.set_level(logging.DEBUG)
     for name in THIRD_PARTY:
         caplog.set_level(logging.DEBUG, logger=name)

@@ -225,3 +225,43 @@ async def test_concurrent_writes_sqlite(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_concurrent_writes_postgres(pg: Postgres) -> None:
     await check_concurrency(pg.new_database())
+
+
+@pytest.mark.asyncio
+async def test_two_servers_on_one_postgres_database(pg: Postgres) -> None:
+    """Replicas sharing DATABASE_URL: writes serialize across them, reads are consistent."""
+    db = pg.new_database()
+    async with served(db=db) as (_a, jd_a), served(db=db) as (_b, jd_b):
+        n = await add_node(jd_a, 1)
+        ext = str(uuid.uuid4())
+        clients = [jd_a, jd_b]
+        revisions = await asyncio.gather(*(propose(clients[i % 2], n.id, ext) for i in range(40)))
+        assert sorted(p.revision for p in revisions) == list(range(1, 41))
+        jobs = (await jd_b.list_jobs()).jobs
+        assert len(jobs) == 1 and len(jobs[0].proposal_ids) == 40
+
+        policies = await asyncio.gather(
+            *(
+                clients[i % 2].create_rollback_policy(
+                    probation.CreateRollbackPolicyRequest(
+                        policy=protobuf.Struct.from_dict({"i": i})
+                    )
+                )
+                for i in range(20)
+            )
+        )
+        assert len({p.rollback_policy.id for p in policies}) == 20  # type: ignore[union-attr]
+
+        async def register() -> None:
+            for i in range(60):
+                await add_node(clients[i % 2], 1000 + i)
+
+        async def read() -> list[tuple[int, int]]:
+            seen = []
+            for _ in range(60):
+                got = await jd_b.list_nodes()
+                seen.append((len(got.nodes), got.total_count))
+            return seen
+
+        _, reads = await asyncio.gather(register(), read())
+        assert all(count == total for count, total in reads)

@@ -7,9 +7,11 @@ runs unchanged on both: the Postgres backend only rewrites `?` to `%s`.
 SQLite runs on one connection; transactions are serialized by an asyncio
 lock, BEGIN/COMMIT and large reads run in one worker thread, point statements
 inline. Postgres uses
-a few psycopg 3 async connections; write transactions are serialized within
-this process so read-modify-write steps (revision numbers, counters) need no
-row locks, which SQLite would not understand.
+a few psycopg 3 async connections; write transactions are serialized by a
+transaction-scoped advisory lock (so several servers may share one database),
+which lets read-modify-write steps (revision numbers, counters) go without row
+locks, which SQLite would not understand; reads run at REPEATABLE READ so the
+statements of one read see one snapshot.
 """
 
 from __future__ import annotations
@@ -219,6 +221,9 @@ async def _pg_call(aw: Any) -> Any:
         raise IntegrityViolation(str(exc)) from exc
 
 
+_WRITE_LOCK = 0x6A646B6974  # "jdkit": the advisory lock key all writers take
+
+
 class PostgresDatabase(Database):
     kind = "postgres"
 
@@ -269,6 +274,14 @@ class PostgresDatabase(Database):
                 if conn.closed or conn.broken:
                     conn = await self._replace(conn)
                 async with conn.transaction():
+                    if write:
+                        # serialize writers across every server on this database,
+                        # not just this process: revision numbers and counters are
+                        # read-modify-write
+                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                    else:
+                        # one snapshot per read, so a COUNT and its SELECT agree
+                        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                     yield _PgTx(conn)
             finally:
                 self._idle.put_nowait(conn)

@@ -12,6 +12,7 @@ import pytest
 import trustme
 
 from jdkit import (
+    DeadlineExceededError,
     JDError,
     JobDistributor,
     RetryPolicy,
@@ -175,3 +176,22 @@ async def test_mutual_tls(pki: dict[str, str]) -> None:
         ) as jd:
             with pytest.raises(UnavailableError, match="TLS handshake failed"):
                 await jd.version()
+
+
+@pytest.mark.parametrize("db", [":memory:", "file"])
+async def test_cancelled_calls_never_wedge_the_embedded_jd(db: str, tmp_path) -> None:
+    """Callers giving up mid-call (the server's handler is cancelled at any
+    point, BEGIN included) must leave no transaction open behind them."""
+    import random
+
+    path = db if db == ":memory:" else str(tmp_path / "jd.sqlite")
+    rng = random.Random(7)
+    async with EmbeddedJD.start(db=path) as srv, JobDistributor.connect(srv.address) as jd:
+        for _ in range(300):
+            try:
+                await asyncio.wait_for(jd.list_nodes(), rng.uniform(0.00005, 0.004))
+            except (TimeoutError, DeadlineExceededError):
+                pass
+        got = await jd.register_node(node.RegisterNodeRequest(name="ok", public_key="ab" * 32))
+        assert got.node is not None
+        assert [n.name for n in (await jd.list_nodes()).nodes] == ["ok"]

@@ -160,13 +160,21 @@ class SQLiteDatabase(Database):
     async def transaction(self, *, write: bool = False) -> AsyncIterator[Tx]:
         async with self._lock:
             conn = self._conn
-            await self._run(lambda: conn.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+
+            def rollback() -> None:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
             try:
+                # BEGIN inside the try: a caller cancelled while the worker runs
+                # BEGIN must still roll back. The one worker thread runs jobs in
+                # order, so the ROLLBACK queued here runs after that BEGIN, and
+                # before the next transaction's BEGIN, even if this task is
+                # cancelled again while waiting for it.
+                await self._run(lambda: conn.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
                 yield _SQLiteTx(self)
             except BaseException:
-                # shielded: a cancelled caller must not leave the shared
-                # connection inside an open transaction
-                await asyncio.shield(self._run(lambda: conn.execute("ROLLBACK")))
+                await asyncio.shield(self._run(rollback))
                 raise
             else:
                 await asyncio.shield(self._run(lambda: conn.execute("COMMIT")))

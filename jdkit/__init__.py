@@ -17,6 +17,7 @@ from jdkit._exceptions import (
     AuthError,
     CancelledError,
     ChallengeRequiredError,
+    ClientClosedError,
     ConfigError,
     DeadlineExceededError,
     DryRunError,
@@ -32,6 +33,7 @@ from jdkit._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    WrongEventLoopError,
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit._methods import METHODS, WRITES, Method
@@ -66,6 +68,7 @@ __all__ = [
     "CallOptions",
     "CancelledError",
     "ChallengeRequiredError",
+    "ClientClosedError",
     "ConfigError",
     "DeadlineExceededError",
     "DryRunError",
@@ -97,6 +100,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "WrongEventLoopError",
     "__version__",
     "connect",
     "pb",

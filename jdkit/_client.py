@@ -27,6 +27,7 @@ from grpclib.const import Cardinality
 
 from jdkit._channel import Target, TLSConfig, open_channel, parse_target
 from jdkit._exceptions import (
+    ClientClosedError,
     ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
@@ -35,6 +36,7 @@ from jdkit._exceptions import (
     RPCError,
     UnavailableError,
     UnimplementedError,
+    WrongEventLoopError,
     map_error,
 )
 from jdkit._interceptors import (
@@ -183,6 +185,8 @@ class JobDistributor:
         self._unary_chain: UnaryNext = chain_unary(chain, self._transport_unary)
         self._stream_chain: StreamNext = chain_stream(chain, self._transport_stream)
         self._closed = False
+        self._parent: JobDistributor | None = None  # set on dry-run views
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by connect()
 
     @classmethod
     def connect(
@@ -205,6 +209,14 @@ class JobDistributor:
         """
         parsed = parse_target(target)
         check_timeout("timeout", timeout)  # before the channel: no event loop needed to refuse
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise WrongEventLoopError(
+                "JobDistributor.connect() must be called inside the event loop that will "
+                "use the client (grpclib binds a channel to its loop); e.g. in an async "
+                "function, or use `async with jdkit.connect(...)`"
+            ) from None
         if tls is True or (tls is None and parsed.tls):
             tls = TLSConfig()
         elif tls is False or tls is None:
@@ -213,7 +225,7 @@ class JobDistributor:
             tls = None
         elif not isinstance(tls, TLSConfig):
             raise ConfigError("tls", f"expected TLSConfig or bool, got {type(tls).__name__}")
-        return cls(
+        client = cls(
             open_channel(parsed, tls),
             target=parsed,
             secure=tls is not None,
@@ -225,6 +237,8 @@ class JobDistributor:
             dry_run=dry_run,
             metadata=metadata,
         )
+        client._loop = loop
+        return client
 
     def __repr__(self) -> str:
         scheme = "grpcs" if self.secure else "grpc"
@@ -257,6 +271,8 @@ class JobDistributor:
             **self._settings,  # type: ignore[arg-type]
         )
         view._owns_channel = False
+        view._parent = self
+        view._loop = self._loop
         return view
 
     async def aclose(self) -> None:
@@ -273,7 +289,18 @@ class JobDistributor:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._closed or (self._parent is not None and self._parent.closed)
+
+    def _check_usable(self) -> None:
+        """Fail fast (and without retries) on a client that cannot work."""
+        if self.closed:
+            raise ClientClosedError(f"{self!r} is closed; connect a new client")
+        if self._loop is not None and asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoopError(
+                f"{self!r} was connected in another event loop; a grpclib channel belongs "
+                "to its loop. Connect inside the loop that uses it (in pytest fixtures, "
+                "jdkit.testing.any_loop_client works across loops)"
+            )
 
     # -- the chain's ends
 
@@ -297,10 +324,7 @@ class JobDistributor:
         return {**self._metadata, **extra} if extra else dict(self._metadata)
 
     async def _transport_unary(self, call: Call) -> Message:
-        if self._closed:
-            raise UnavailableError(
-                "client is closed", method=call.method.path, reached_server=False
-            )
+        self._check_usable()
         remaining = call.time_remaining()
         if remaining is not None and remaining <= 0:
             raise DeadlineExceededError("deadline exceeded before sending", method=call.method.path)
@@ -326,10 +350,7 @@ class JobDistributor:
         return response
 
     async def _transport_stream(self, call: Call) -> AsyncIterator[Message]:
-        if self._closed:
-            raise UnavailableError(
-                "client is closed", method=call.method.path, reached_server=False
-            )
+        self._check_usable()
         m = call.method
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0

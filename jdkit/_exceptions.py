@@ -7,6 +7,8 @@
     ├── ProtocolError                     the server answered, but not as JD must
     │                                     (e.g. ProposeJob without a proposal)
     ├── DryRunError                       a dry-run cannot synthesize what was asked
+    ├── ClientClosedError                 the client (or its parent) was closed
+    ├── WrongEventLoopError (RuntimeError) the client belongs to another event loop
     └── RPCError                          a call failed; .code, .method, .message
         ├── CancelledError                CANCELLED
         ├── InvalidArgumentError          INVALID_ARGUMENT (also OUT_OF_RANGE)
@@ -74,6 +76,14 @@ class ProtocolError(JDError):
 
 class DryRunError(JDError):
     """A dry run was asked for something it cannot answer without writing."""
+
+
+class ClientClosedError(JDError):
+    """The client, or the client a dry-run view was made from, is closed."""
+
+
+class WrongEventLoopError(JDError, RuntimeError):
+    """A client was used outside the event loop it was connected in."""
 
 
 class RPCError(JDError):

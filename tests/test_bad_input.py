@@ -98,3 +98,45 @@ async def test_unencodable_request_values_are_invalid_argument_locally() -> None
         with pytest.raises(InvalidArgumentError, match="cannot be encoded"):
             await jd.register_node(node.RegisterNodeRequest(name=123, public_key="ab" * 32))  # type: ignore[arg-type]
         assert srv.write_calls == 0  # refused before anything was sent
+
+
+@pytest.mark.asyncio
+async def test_a_closed_client_fails_fast_and_so_do_its_views() -> None:
+    import time
+
+    from jdkit import ClientClosedError
+
+    async with EmbeddedJD.start() as srv:
+        jd = JobDistributor.connect(srv.address)
+        view = jd.with_dry_run()
+        await jd.aclose()
+        for client in (jd, view):
+            t0 = time.monotonic()
+            with pytest.raises(ClientClosedError, match="closed"):
+                await client.list_nodes()
+            assert time.monotonic() - t0 < 0.05  # not retried
+        assert view.closed
+
+
+def test_clients_belong_to_the_loop_they_were_connected_in() -> None:
+    import asyncio
+
+    from jdkit import WrongEventLoopError
+
+    with pytest.raises(WrongEventLoopError, match="inside the event loop"):
+        JobDistributor.connect("127.0.0.1:1")
+
+    async def make() -> JobDistributor:
+        return JobDistributor.connect("127.0.0.1:1")
+
+    async def use(jd: JobDistributor) -> None:
+        with pytest.raises(WrongEventLoopError, match="another event loop"):
+            await jd.list_nodes()
+
+    loop = asyncio.new_event_loop()
+    try:
+        jd = loop.run_until_complete(make())
+        asyncio.run(use(jd))
+    finally:
+        loop.run_until_complete(jd.aclose())
+        loop.close()

@@ -99,6 +99,9 @@ _STATUS_STYLE = {
 }
 
 
+_ID_HEADERS = frozenset({"ID"})  # the one column never folded or cut
+
+
 @dataclass(frozen=True)
 class Column:
     """One column: a header and how to get a cell's text from a row."""
@@ -313,14 +316,19 @@ class Table(list[Any]):
             caption=self.summary if len(self) > 10 else None,
             caption_justify="left",
         )
-        for c in self.columns:
+        rows = list(self.cells())
+        for i, c in enumerate(self.columns):
+            # The row's ID is what people copy: never cut it (`wide=True`, or a
+            # wider terminal, shows the other columns in full).
+            ident = c.header in _ID_HEADERS
             t.add_column(
                 c.header,
                 justify=c.justify,  # type: ignore[arg-type]
                 overflow="fold" if c.long else "ellipsis",
                 no_wrap=not c.long,
+                min_width=max((len(r[i]) for r in rows), default=0) if ident else None,
             )
-        for row in self.cells():
+        for row in rows:
             t.add_row(
                 *(
                     Text(cell, style=_STATUS_STYLE.get(cell, "") if c.styled else "")

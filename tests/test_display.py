@@ -215,3 +215,25 @@ def test_cli_progress_draws_only_on_a_terminal() -> None:
     assert quiet.getvalue() == ""
     with Output(json_mode=True, stdout=io.StringIO(), stderr=err).progress("x", 1) as advance:
         advance(1)
+
+
+def test_ids_are_never_cut_in_a_narrow_terminal() -> None:
+    from rich.console import Console
+
+    from jdkit import table
+    from jdkit.pb import label, node
+
+    nodes = [
+        node.Node(
+            id=f"node_01m8ef3n4v2fpq2vtdnzpjvrv{i}",
+            name=f"a-rather-long-node-name-{i}",
+            public_key="ab" * 32,
+            labels=[label.Label(key="env", value="dev")],
+        )
+        for i in range(3)
+    ]
+    console = Console(width=60, record=True, color_system=None)
+    console.print(table(nodes))
+    text = console.export_text()
+    for n in nodes:
+        assert n.id in text

@@ -438,7 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(args, out))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        # a write already sent may have been applied: say so rather than imply nothing happened
+        print(
+            "interrupted (a write already sent may have been applied; check with a list command)",
+            file=sys.stderr,
+        )
         return 130
     except JDError as exc:
         if out.json_mode:  # machine-readable errors too, still on stderr

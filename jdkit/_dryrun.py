@@ -116,7 +116,8 @@ def _summary(entry: JournalEntry) -> str:
         rev = out.proposal.revision if out.proposal else "?"
         return f"propose job {_external_id(r.spec) or '?'} to node {r.node_id} (revision {rev})"
     if isinstance(r, job.BatchProposeJobRequest) and isinstance(out, job.BatchProposeJobResponse):
-        text = f"propose job {_external_id(r.spec) or '?'} to {len(out.success_responses)} nodes"
+        n = len(out.success_responses)
+        text = f"propose job {_external_id(r.spec) or '?'} to {n} node{'s' if n != 1 else ''}"
         if out.failed_responses:
             text += f"; {len(out.failed_responses)} would fail: " + ", ".join(
                 f"{k} ({v.error_message})" for k, v in sorted(out.failed_responses.items())

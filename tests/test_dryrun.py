@@ -154,7 +154,7 @@ async def test_journal_renders_a_plan_in_text_and_json() -> None:
         plan = jd.journal.plan()
         assert plan.splitlines()[0] == "Dry-run plan: 2 writes (none sent)"
         assert "RegisterNode: register node 'n1'" in plan
-        assert f"BatchProposeJob: propose job {ext} to 1 nodes" in plan
+        assert f"BatchProposeJob: propose job {ext} to 1 node" in plan
         data = json.loads(jd.journal.to_json())
         assert [d["method"] for d in data] == [
             "/api.node.v1.NodeService/RegisterNode",

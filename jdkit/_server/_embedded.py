@@ -84,6 +84,12 @@ class EmbeddedJD:
         healthz_port: int | None = None,
     ) -> None:
         self.host = host
+        if auth is not None and not callable(auth):
+            raise ConfigError(
+                "auth",
+                f"{type(auth).__name__} is not a server auth hook; pass e.g. "
+                "jdkit._server._auth.StaticTokens([...]) (StaticToken is the client side)",
+            )
         for name, value in (("port", port), ("healthz_port", healthz_port)):
             if value is not None and (isinstance(value, bool) or not 0 <= value <= 65535):
                 raise ConfigError(name, f"{value!r} is not a port number in 0..65535")

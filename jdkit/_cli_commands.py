@@ -14,11 +14,11 @@ import signal
 import sys
 import tomllib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from jdkit import selectors
-from jdkit._cli import UsageError, describe, remote_config
+from jdkit._cli import Handler, UsageError, describe, remote_config
 from jdkit._cli_output import Output
 from jdkit._client import JobDistributor
 from jdkit._display import BatchResult, Table, batch_results
@@ -53,6 +53,24 @@ def emit(args: argparse.Namespace, out: Output, obj: Any, *, title: str | None =
     if args.dry_run and getattr(args, "write", False):
         return
     out.result(obj, title=title)
+
+
+def write_by_id(rpc: str, request: Callable[..., Any], title: str) -> Handler:
+    """A write command whose one argument is an id: send it, print what JD answered."""
+
+    async def run(args: argparse.Namespace, out: Output) -> int | None:
+        async with connected(args, out) as jd:
+            resp = await getattr(jd, rpc)(request(id=args.id))
+            emit(args, out, resp, title=title)
+        return None
+
+    return run
+
+
+nodes_enable = write_by_id("enable_node", node.EnableNodeRequest, "enabled")
+nodes_disable = write_by_id("disable_node", node.DisableNodeRequest, "disabled")
+jobs_revoke = write_by_id("revoke_job", job.RevokeJobRequest, "revoked")
+jobs_delete = write_by_id("delete_job", job.DeleteJobRequest, "deleted")
 
 
 def read_spec(path: str) -> str:
@@ -241,20 +259,6 @@ async def nodes_update(args: argparse.Namespace, out: Output) -> int | None:
     return None
 
 
-async def nodes_enable(args: argparse.Namespace, out: Output) -> int | None:
-    async with connected(args, out) as jd:
-        resp = await jd.enable_node(node.EnableNodeRequest(id=args.id))
-        emit(args, out, resp, title="enabled")
-    return None
-
-
-async def nodes_disable(args: argparse.Namespace, out: Output) -> int | None:
-    async with connected(args, out) as jd:
-        resp = await jd.disable_node(node.DisableNodeRequest(id=args.id))
-        emit(args, out, resp, title="disabled")
-    return None
-
-
 async def nodes_chain_configs(args: argparse.Namespace, out: Output) -> int | None:
     req = node.ListNodeChainConfigsRequest(
         filter=node.ListNodeChainConfigsRequestFilter(node_ids=args.node)
@@ -371,20 +375,6 @@ async def jobs_update(args: argparse.Namespace, out: Output) -> int | None:
     async with connected(args, out) as jd:
         resp = await jd.update_job(req)
         emit(args, out, resp, title="updated")
-    return None
-
-
-async def jobs_revoke(args: argparse.Namespace, out: Output) -> int | None:
-    async with connected(args, out) as jd:
-        resp = await jd.revoke_job(job.RevokeJobRequest(id=args.id))
-        emit(args, out, resp, title="revoked")
-    return None
-
-
-async def jobs_delete(args: argparse.Namespace, out: Output) -> int | None:
-    async with connected(args, out) as jd:
-        resp = await jd.delete_job(job.DeleteJobRequest(id=args.id))
-        emit(args, out, resp, title="deleted")
     return None
 
 

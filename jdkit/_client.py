@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -61,6 +60,10 @@ R = TypeVar("R", bound=betterproto2.Message)
 ServingStatus = health.HealthCheckResponseServingStatus
 
 DEFAULT_TIMEOUT = 30.0
+
+#: Backoff between health polls and stream reconnects: the retry policy's
+#: full-jitter schedule, without its attempt limit.
+_RECONNECT = RetryPolicy(max_attempts=1, initial_backoff=0.05, max_backoff=2.0)
 
 
 def _drop_stray_cancels(task: asyncio.Task[object] | None, before: int) -> None:
@@ -414,7 +417,7 @@ class JobDistributor:
     async def wait_ready(self, timeout: float = 30.0, *, service: str = "") -> None:
         """Poll health with backoff until SERVING; DeadlineExceededError after `timeout`."""
         deadline = time.monotonic() + timeout
-        delay, last = 0.05, "no answer yet"
+        attempt, last = 0, "no answer yet"
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -431,8 +434,9 @@ class JobDistributor:
                 last = status.name or str(status)
             except (RPCError, ProtocolError) as exc:
                 last = str(exc)
-            await anyio.sleep(min(random.uniform(0, delay), max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 2, 2.0)
+            attempt += 1
+            pause = _RECONNECT.backoff(attempt)
+            await anyio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
 
     async def watch_health(
         self, service: str = "", *, reconnect: bool = True
@@ -443,7 +447,7 @@ class JobDistributor:
         keeps reconnecting with backoff (unless `reconnect=False`).
         """
         method = METHODS["/grpc.health.v1.Health/Watch"]
-        delay, last = 0.05, None
+        attempt, last = 0, None
         while True:
             call = Call(
                 method, health.HealthCheckRequest(service=service), metadata=dict(self._metadata)
@@ -451,7 +455,7 @@ class JobDistributor:
             try:
                 async for message in self._stream_chain(call):
                     assert isinstance(message, health.HealthCheckResponse)
-                    delay = 0.05
+                    attempt = 0
                     if message.status != last:
                         last = message.status
                         yield message.status
@@ -464,8 +468,8 @@ class JobDistributor:
             if last != ServingStatus.NOT_SERVING:
                 last = ServingStatus.NOT_SERVING
                 yield last
-            await anyio.sleep(random.uniform(0, delay))
-            delay = min(delay * 2, 2.0)
+            attempt += 1
+            await anyio.sleep(_RECONNECT.backoff(attempt))
 
     # -- one method per RPC
 

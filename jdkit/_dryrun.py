@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,11 +127,13 @@ def _summary(entry: JournalEntry) -> str:
 
 
 def _external_id(spec: str) -> str | None:
+    """The spec's externalJobID for the plan text (journaled specs passed JD's check)."""
+    from jdkit._server import _validate
+
     try:
-        value = tomllib.loads(spec).get("externalJobID")
-    except tomllib.TOMLDecodeError:
+        return _validate.spec_external_job_id(spec)
+    except InvalidArgumentError:
         return None
-    return value if isinstance(value, str) else None
 
 
 class DryRunInterceptor(Interceptor):

@@ -27,11 +27,7 @@ from jdkit._methods import METHODS
 from jdkit._proto.message_pool import default_message_pool
 from jdkit._server._wire import WireError
 from jdkit._server._wire import check as check_wire
-
-try:
-    from tests.helpers.grpcio import stubs
-except ImportError:  # before the tests/ re-layout lands
-    from tests._grpcio import stubs  # type: ignore[no-redef]
+from tests.helpers.grpcio import stubs
 
 #: every request and response type of the API (nested types come along inside)
 CLASSES = sorted(

@@ -19,11 +19,7 @@ from jdkit._codec import DecodeError, decode
 from jdkit._methods import METHODS
 from jdkit._server import EmbeddedJD
 from jdkit.pb import node
-
-try:
-    from tests.helpers.server_fixtures import raw_call
-except ImportError:  # before the tests/ re-layout lands
-    from tests._server_fixtures import raw_call  # type: ignore[no-redef]
+from tests.helpers.server_fixtures import raw_call
 
 GET_NODE = "/api.node.v1.NodeService/GetNode"
 BAD_REPLIES = [

@@ -24,6 +24,7 @@ from grpclib.encoding.proto import ProtoCodec
 from jdkit._codec._generated import DECODERS, ENCODERS
 from jdkit._codec._runtime import DecodeError
 from jdkit._exceptions import ProtocolError
+from jdkit._proto.message_pool import default_message_pool
 
 M = TypeVar("M", bound=betterproto2.Message)
 
@@ -32,8 +33,9 @@ _ENCODERS = cast("dict[type[Any], Callable[[Any, bytearray], None]]", ENCODERS)
 
 
 def proto_name(cls: type[Any]) -> str:
-    """`api.node.v1.GetNodeRequest` for the generated class."""
-    return f"{cls.__module__.removeprefix('jdkit._proto.')}.{cls.__name__}"
+    """`api.node.v1.GetNodeRequest` for the generated class (the name proto/ gives it)."""
+    url = default_message_pool.type_to_url.get(cls)
+    return url.rpartition("/")[2] if url else cls.__name__
 
 
 def has_fast_decoder(cls: type[Any]) -> bool:

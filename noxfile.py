@@ -32,6 +32,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.run("mypy")
+    # a user's script over the task helpers: strict, and no `X | None` to narrow
+    session.run("mypy", "--strict", "tests/typing/user_script.py")
 
 
 @nox.session

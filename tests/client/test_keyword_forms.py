@@ -6,8 +6,7 @@ import pytest
 
 from jdkit import ConfigError, NotFoundError, selectors
 from jdkit.pb import job, label, node
-
-from .._server_fixtures import add_node, lbl, propose, pubkey, served
+from tests.helpers.server_fixtures import add_node, lbl, propose, pubkey, served
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,8 +9,7 @@ import pytest
 
 from jdkit import JobDistributor, RetryPolicy, UnavailableError
 from jdkit.pb import node
-
-from .._server_fixtures import add_node, pubkey, served
+from tests.helpers.server_fixtures import add_node, pubkey, served
 
 pytestmark = pytest.mark.asyncio
 

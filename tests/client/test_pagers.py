@@ -12,9 +12,8 @@ from grpc import aio
 
 from jdkit import JobDistributor
 from jdkit.pb import node
-
-from .._grpcio import stubs
-from .._server_fixtures import add_node, lbl, propose, served
+from tests.helpers.grpcio import stubs
+from tests.helpers.server_fixtures import add_node, lbl, propose, served
 
 pytestmark = pytest.mark.asyncio
 

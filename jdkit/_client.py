@@ -281,6 +281,8 @@ class JobDistributor:
         return view
 
     async def aclose(self) -> None:
+        """Close the channel and the interceptors' resources; later calls raise
+        `ClientClosedError`. A dry-run view closes only itself."""
         if not self._closed:
             self._closed = True
             if not self._owns_channel:
@@ -480,6 +482,7 @@ class JobDistributor:
     async def version(
         self, request: app.VersionRequest | None = None, **opts: Unpack[CallOptions]
     ) -> app.VersionResponse:
+        """The JD server's version string (AppService/Version)."""
         return await self._unary(
             "/api.app.v1.AppService/Version",
             request or app.VersionRequest(),
@@ -492,6 +495,7 @@ class JobDistributor:
     async def get_keypair(
         self, request: csa.GetKeypairRequest | None = None, **opts: Unpack[CallOptions]
     ) -> csa.GetKeypairResponse:
+        """JD's active CSA keypair (public half only); `NotFoundError` when JD has none."""
         return await self._unary(
             "/api.csa.v1.CSAService/GetKeypair",
             request or csa.GetKeypairRequest(),
@@ -502,6 +506,7 @@ class JobDistributor:
     async def list_keypairs(
         self, request: csa.ListKeypairsRequest | None = None, **opts: Unpack[CallOptions]
     ) -> csa.ListKeypairsResponse:
+        """All of JD's CSA keypairs; `get_csa_public_key()` is the usual shortcut."""
         return await self._unary(
             "/api.csa.v1.CSAService/ListKeypairs",
             request or csa.ListKeypairsRequest(),
@@ -514,6 +519,11 @@ class JobDistributor:
     async def register_node(
         self, request: node.RegisterNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.RegisterNodeResponse:
+        """Register a node by name and CSA public key (hex); an enabled, not connected node.
+
+        A key registered already is `AlreadyExistsError`; `ensure_node` makes
+        this idempotent. `.node` is always set by JD (typed Optional by proto3).
+        """
         return await self._unary(
             "/api.node.v1.NodeService/RegisterNode", request, node.RegisterNodeResponse, opts
         )
@@ -573,6 +583,11 @@ class JobDistributor:
     async def update_node(
         self, request: node.UpdateNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.UpdateNodeResponse:
+        """Change a node's name, public key or labels.
+
+        Empty strings and an empty label list mean "leave unchanged"; a
+        non-empty label list replaces all labels.
+        """
         return await self._unary(
             "/api.node.v1.NodeService/UpdateNode", request, node.UpdateNodeResponse, opts
         )
@@ -580,6 +595,7 @@ class JobDistributor:
     async def enable_node(
         self, request: node.EnableNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.EnableNodeResponse:
+        """Enable a node again (`NotFoundError` when absent)."""
         return await self._unary(
             "/api.node.v1.NodeService/EnableNode", request, node.EnableNodeResponse, opts
         )
@@ -587,6 +603,7 @@ class JobDistributor:
     async def disable_node(
         self, request: node.DisableNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.DisableNodeResponse:
+        """Disable a node: JD refuses new proposals to it until it is enabled."""
         return await self._unary(
             "/api.node.v1.NodeService/DisableNode", request, node.DisableNodeResponse, opts
         )
@@ -611,6 +628,11 @@ class JobDistributor:
     async def batch_propose_job(
         self, request: job.BatchProposeJobRequest, **opts: Unpack[CallOptions]
     ) -> job.BatchProposeJobResponse:
+        """Propose one spec to many node ids; each node succeeds or fails on its own.
+
+        Results are keyed by node id in `success_responses` / `failed_responses`.
+        `propose` adds selectors, chunking and a `Rollout` on top.
+        """
         return await self._unary(
             "/api.job.v1.JobService/BatchProposeJob", request, job.BatchProposeJobResponse, opts
         )
@@ -664,6 +686,7 @@ class JobDistributor:
     async def update_job(
         self, request: job.UpdateJobRequest, **opts: Unpack[CallOptions]
     ) -> job.UpdateJobResponse:
+        """Replace a job's labels (when non-empty) and/or set its rollback policy id."""
         return await self._unary(
             "/api.job.v1.JobService/UpdateJob", request, job.UpdateJobResponse, opts
         )
@@ -671,6 +694,11 @@ class JobDistributor:
     async def revoke_job(
         self, request: job.RevokeJobRequest, **opts: Unpack[CallOptions]
     ) -> job.RevokeJobResponse:
+        """Revoke the job's latest proposal (only while PROPOSED or CANCELLED).
+
+        `id` may be the job id or the proposal id: JD's API calls it a
+        proposal id, upstream's in-memory JD looks it up as a job id.
+        """
         return await self._unary(
             "/api.job.v1.JobService/RevokeJob", request, job.RevokeJobResponse, opts
         )
@@ -678,6 +706,7 @@ class JobDistributor:
     async def delete_job(
         self, request: job.DeleteJobRequest, **opts: Unpack[CallOptions]
     ) -> job.DeleteJobResponse:
+        """Soft-delete a job (sets `deleted_at`); ListJobs then hides it unless asked."""
         return await self._unary(
             "/api.job.v1.JobService/DeleteJob", request, job.DeleteJobResponse, opts
         )
@@ -722,6 +751,7 @@ class JobDistributor:
     async def create_rollback_policy(
         self, request: probation.CreateRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.CreateRollbackPolicyResponse:
+        """Create a rollback policy (a free-form `google.protobuf.Struct`)."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/CreateRollbackPolicy",
             request,
@@ -732,6 +762,7 @@ class JobDistributor:
     async def get_rollback_policy(
         self, request: probation.GetRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.GetRollbackPolicyResponse:
+        """One rollback policy by id; `NotFoundError` when absent."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/GetRollbackPolicy",
             request,
@@ -744,6 +775,7 @@ class JobDistributor:
         request: probation.ListRollbackPoliciesRequest | None = None,
         **opts: Unpack[CallOptions],
     ) -> probation.ListRollbackPoliciesResponse:
+        """Rollback policies, all or by ids."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/ListRollbackPolicies",
             request or probation.ListRollbackPoliciesRequest(),
@@ -754,6 +786,7 @@ class JobDistributor:
     async def update_rollback_policy(
         self, request: probation.UpdateRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.UpdateRollbackPolicyResponse:
+        """Replace a rollback policy's document."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/UpdateRollbackPolicy",
             request,

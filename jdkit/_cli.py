@@ -70,6 +70,7 @@ NO_URL = (
 EPILOG = """\
 examples:
   jdkit serve --port 0 --db jd.sqlite        # prints: listening on 127.0.0.1:PORT
+                                 # (needs CSA_KEY_ENCRYPTION_SECRET or --insecure-dev-secret)
   export JD_GRPC_URL=127.0.0.1:PORT
   jdkit nodes register --name n1 --public-key KEY --label env=dev
   jdkit nodes list -l 'env=dev, region in (eu,us), !canary'

@@ -23,8 +23,8 @@ from jdkit._server import _grpc
 from jdkit._server._csa import DEV_CSA_SECRET
 from jdkit._server._db import Database, is_memory, open_database, redact_url
 from jdkit._server._grpc import AuthHook, Codec, Runtime, ServingStatus
-from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
 from jdkit._server._healthz import HealthzServer
+from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
 from jdkit._server._state import JDState
 
 log = logging.getLogger("jdkit.server")
@@ -470,9 +470,12 @@ async def serve_forever(
     database without either is refused unless `insecure_dev_secret=True`
     (see `EmbeddedJD`).
     """
-    if csa_secret is None and insecure_dev_secret and not os.environ.get(
-        "CSA_KEY_ENCRYPTION_SECRET"
-    ) and not is_memory(db):
+    if (
+        csa_secret is None
+        and insecure_dev_secret
+        and not os.environ.get("CSA_KEY_ENCRYPTION_SECRET")
+        and not is_memory(db)
+    ):
         print(
             "warning: no CSA_KEY_ENCRYPTION_SECRET; the CSA key is sealed with the public "
             "dev secret (--insecure-dev-secret)",

@@ -50,7 +50,6 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from jdkit import _compression
-
 from jdkit._exceptions import InvalidArgumentError, NotFoundError, RPCError
 from jdkit._methods import WRITES
 from jdkit._proto.api.app.v1 import AppServiceBase, VersionRequest, VersionResponse
@@ -226,9 +225,7 @@ class Runtime:
         try:
             await self.auth(token)
         except GRPCError as exc:
-            log.info(
-                "%s refused: %s%s", path, exc.status.name, _rid_note(event.metadata)
-            )
+            log.info("%s refused: %s%s", path, exc.status.name, _rid_note(event.metadata))
             raise
         except Exception:
             log.exception("auth hook failed on %s%s", path, _rid_note(event.metadata))
@@ -338,7 +335,9 @@ async def _read_request(
     if flag:
         encoding = call.headers.get("grpc-encoding", "identity").strip().lower()
         if encoding == "identity":
-            raise _invalid("request message is flagged compressed but the call has no grpc-encoding")
+            raise _invalid(
+                "request message is flagged compressed but the call has no grpc-encoding"
+            )
         if encoding not in _compression.ENCODINGS:
             raise GRPCError(
                 Status.UNIMPLEMENTED,
@@ -886,9 +885,7 @@ class _Protocol(H2Protocol):
         if lim.keepalive_time is not None:
             if self._ping_sent is not None:
                 if now - self._ping_sent >= lim.keepalive_timeout:
-                    self._close(
-                        f"no answer to a keepalive ping within {lim.keepalive_timeout:g} s"
-                    )
+                    self._close(f"no answer to a keepalive ping within {lim.keepalive_timeout:g} s")
                     return
             elif now - self._last_recv >= lim.keepalive_time:
                 h2_conn.ping(os.urandom(8))

@@ -187,7 +187,10 @@ async def test_cancelled_calls_never_wedge_the_embedded_jd(db: str, tmp_path) ->
 
     path = db if db == ":memory:" else str(tmp_path / "jd.sqlite")
     rng = random.Random(7)
-    async with EmbeddedJD.start(db=path, csa_secret=SECRET) as srv, JobDistributor.connect(srv.address) as jd:
+    async with (
+        EmbeddedJD.start(db=path, csa_secret=SECRET) as srv,
+        JobDistributor.connect(srv.address) as jd,
+    ):
         for _ in range(300):
             try:
                 await asyncio.wait_for(jd.list_nodes(), rng.uniform(0.00005, 0.004))

@@ -238,7 +238,10 @@ async def test_concurrent_writes_postgres(pg: Postgres) -> None:
 async def test_two_servers_on_one_postgres_database(pg: Postgres) -> None:
     """Replicas sharing DATABASE_URL: writes serialize across them, reads are consistent."""
     db = pg.new_database()
-    async with served(db=db, csa_secret=SECRET) as (_a, jd_a), served(db=db, csa_secret=SECRET) as (_b, jd_b):
+    async with (
+        served(db=db, csa_secret=SECRET) as (_a, jd_a),
+        served(db=db, csa_secret=SECRET) as (_b, jd_b),
+    ):
         n = await add_node(jd_a, 1)
         ext = str(uuid.uuid4())
         clients = [jd_a, jd_b]

@@ -286,7 +286,7 @@ def test_factories_file_db_no_reset_auth_and_remote(
         f"""
 import pytest
 from jdkit.testing import jd_client_factory, jd_remote_factory, jd_server_factory
-from jdkit._auth import StaticToken
+from jdkit.auth import StaticToken
 from jdkit._server._auth import StaticTokens
 
 file_server = jd_server_factory(scope="module", db={str(db)!r}, insecure_dev_secret=True)

@@ -375,7 +375,7 @@ class Gen:
     @staticmethod
     def open_len(tag: bytes, ind: str) -> list[str]:
         """Write the tag and a one-byte length placeholder; the value follows in `out`."""
-        return [f"{ind}out += {tag!r}", f"{ind}p = len(out)", f"{ind}out.append(0)"]
+        return [f"{ind}out += {tag + bytes(1)!r}", f"{ind}p = len(out) - 1"]
 
     @staticmethod
     def close_len(ind: str, var: str = "p") -> list[str]:
@@ -417,8 +417,7 @@ class Gen:
                         f"{ind}else:",
                         f"{ind}    b = bytes({var})",
                         f"{ind}    n = len(b)",
-                        f"{ind}    out += {t}",
-                        f"{ind}    out += VI[n] if n < 128 else vi(n)",
+                        f"{ind}    out += {self.taglen(tag)}[n] if n < 128 else {t} + vi(n)",
                         f"{ind}    out += b",
                     ]
                 pre = [f"{ind}b = bytes({var})"]
@@ -431,58 +430,106 @@ class Gen:
         return [
             *pre,
             f"{ind}n = len(b)",
-            f"{ind}out += {t}",
-            f"{ind}out += VI[n] if n < 128 else vi(n)",
+            f"{ind}out += {self.taglen(tag)}[n] if n < 128 else {t} + vi(n)",
             f"{ind}out += b",
         ]
 
+    def taglen(self, tag: bytes) -> str:
+        """A table of tag + one-byte length, one `+=` instead of two per field."""
+        name = "TL_" + tag.hex()
+        self.consts[name] = f"[{tag!r} + bytes((n,)) for n in range(128)]"
+        return name
+
+    @staticmethod
+    def is_leaf(cls: type[bp.Message]) -> bool:
+        """No message or map fields: small enough to write inline in its parent."""
+        for f in dataclasses.fields(cls):
+            meta = bp.FieldMetadata.get(f)
+            if meta.map_meta or (meta.proto_type == bp.TYPE_MESSAGE and meta.unwrap is None):
+                return False
+        return True
+
     def encoder(self, cls: type[bp.Message]) -> None:
-        L = self.lines
-        L += ["", "", f"def e_{ident(cls)}(m, out):"]
+        self.lines += ["", "", f"def e_{ident(cls)}(m, out):"]
+        self.lines += self.encoder_body(cls, "m", "v", "    ")
+
+    def encoder_body(self, cls: type[bp.Message], m: str, v: str, ind: str) -> list[str]:
+        L: list[str] = []
         for name, meta, fcls, vcls in self.field_info(cls):
             num = meta.number
-            L.append(f"    v = m.{name}")
+            L.append(f"{ind}{v} = {m}.{name}")
             if meta.map_meta:
                 kmeta, vmeta = meta.map_meta
                 kt = bp.encode_varint(1 << 3 | wire_of(kmeta.proto_type))
                 vt = bp.encode_varint(2 << 3 | wire_of(vmeta.proto_type))
-                L += ["    if v is not None and v != {}:", "        for k, x in v.items():"]
-                L += self.open_len(bp.encode_varint(num << 3 | 2), "            ")
-                L.append("            q = p")
-                L += self.encode_value(kmeta.proto_type, None, None, "k", kt, "            ")
-                L += self.encode_value(
-                    vmeta.proto_type, vmeta.unwrap, vcls, "x", vt, "            "
-                )
-                L += self.close_len("            ", "q")
+                L += [
+                    f"{ind}if {v} is not None and {v} != {{}}:",
+                    f"{ind}    for k, x in {v}.items():",
+                ]
+                i3 = ind + "        "
+                L += self.open_len(bp.encode_varint(num << 3 | 2), i3)
+                L.append(f"{i3}q = p")
+                L += self.encode_value(kmeta.proto_type, None, None, "k", kt, i3)
+                L += self.encode_value(vmeta.proto_type, vmeta.unwrap, vcls, "x", vt, i3)
+                L += self.close_len(i3, "q")
                 continue
             if meta.repeated:
                 if meta.proto_type in VARINT | set(FIXED):
-                    L += ["    if v is not None and v != []:"]
-                    L += self.open_len(bp.encode_varint(num << 3 | 2), "        ")
-                    L.append("        for x in v:")
+                    L += [f"{ind}if {v} is not None and {v} != []:"]
+                    L += self.open_len(bp.encode_varint(num << 3 | 2), ind + "    ")
+                    L.append(f"{ind}    for x in {v}:")
                     if meta.proto_type in FIXED:
-                        L.append(f"            out += pack({FIXED[meta.proto_type][0]!r}, x)")
+                        L.append(f"{ind}        out += pack({FIXED[meta.proto_type][0]!r}, x)")
                     elif meta.proto_type in (bp.TYPE_SINT32, bp.TYPE_SINT64):
-                        L.append("            out += vi(zigzag(x))")
+                        L.append(f"{ind}        out += vi(zigzag(x))")
                     else:
-                        L.append("            out += vi(x)")
-                    L += self.close_len("        ")
+                        L.append(f"{ind}        out += vi(x)")
+                    L += self.close_len(ind + "    ")
                     continue
                 tag = bp.encode_varint(num << 3 | wire_of(meta.proto_type))
-                L += ["    if v is not None:", "        for x in v:"]
-                L += self.encode_value(meta.proto_type, meta.unwrap, fcls, "x", tag, "            ")
+                L += [f"{ind}if {v} is not None:", f"{ind}    for x in {v}:"]
+                if (
+                    meta.proto_type == bp.TYPE_MESSAGE
+                    and meta.unwrap is None
+                    and fcls in self.known
+                    and self.is_leaf(fcls)  # type: ignore[arg-type]
+                    and v == "v"
+                ):
+                    # a leaf message written inline (labels: five per node)
+                    c, i3 = self.cls_ref(fcls), ind + "        "  # type: ignore[arg-type]
+                    L.append(f"{ind}        if type(x) is {c}:")
+                    L += self.open_len(tag, i3 + "    ")
+                    L += self.encoder_body(fcls, "x", "w", i3 + "    ")  # type: ignore[arg-type]
+                    L += self.close_len(i3 + "    ")
+                    L += [
+                        f"{i3}else:",
+                        f"{i3}    b = bytes(x)",
+                        f"{i3}    n = len(b)",
+                        f"{i3}    out += {self.taglen(tag)}[n] if n < 128 else {tag!r} + vi(n)",
+                        f"{i3}    out += b",
+                    ]
+                    continue
+                L += self.encode_value(
+                    meta.proto_type, meta.unwrap, fcls, "x", tag, ind + "        "
+                )
                 continue
             tag = bp.encode_varint(num << 3 | wire_of(meta.proto_type))
             d = self.default(meta, fcls)
             if d == "None":
-                cond = "v is not None"
+                cond = f"{v} is not None"
             else:
                 # betterproto2 skips None and the default (by ==); the rest is written.
                 # None fails in the writing below, and encode() then asks betterproto2.
-                cond = f"v != {d}"
-            L.append(f"    if {cond}:")
-            L += self.encode_value(meta.proto_type, meta.unwrap, fcls, "v", tag, "        ")
-        L += ["    out += m._unknown_fields"]
+                cond = f"{v} != {d}"
+            if meta.proto_type == bp.TYPE_BOOL and not meta.optional and not meta.group:
+                true = tag + b"\x01"
+                L += [f"{ind}if {v} is True:", f"{ind}    out += {true!r}"]
+                L.append(f"{ind}elif {cond}:")
+            else:
+                L.append(f"{ind}if {cond}:")
+            L += self.encode_value(meta.proto_type, meta.unwrap, fcls, v, tag, ind + "    ")
+        L += [f"{ind}out += {m}._unknown_fields"]
+        return L
 
     def render(self) -> str:
         for cls in self.classes:

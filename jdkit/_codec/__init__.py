@@ -15,6 +15,7 @@ This package is core: both the client and the embedded JD use it.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -42,8 +43,24 @@ def has_fast_decoder(cls: type[Any]) -> bool:
     return cls in _DECODERS
 
 
+#: Replies from here on are decoded with the cyclic GC paused: a 10,000-node
+#: reply makes 70,000 objects, none of them garbage, and the collections their
+#: allocation triggers cost more than the decoding (measured 2.6x at that size).
+_PAUSE_GC_FROM = 32 * 1024
+
+
 def decode(cls: type[M], data: bytes | bytearray | memoryview) -> M:
     """`cls.parse(data)`, fast; DecodeError when the bytes are not a `cls`."""
+    if len(data) >= _PAUSE_GC_FROM and gc.isenabled():
+        gc.disable()
+        try:
+            return _decode(cls, data)
+        finally:
+            gc.enable()
+    return _decode(cls, data)
+
+
+def _decode(cls: type[M], data: bytes | bytearray | memoryview) -> M:
     fn = _DECODERS.get(cls)
     if type(data) is not bytes:
         data = bytes(data)

@@ -288,6 +288,18 @@ NAMES_google_protobuf_Value = {
 }
 NAMES_grpc_health_v1_HealthCheckRequest = {1: "service"}
 NAMES_grpc_health_v1_HealthCheckResponse = {1: "status"}
+TL_0a = [b"\n" + bytes((n,)) for n in range(128)]
+TL_12 = [b"\x12" + bytes((n,)) for n in range(128)]
+TL_1a = [b"\x1a" + bytes((n,)) for n in range(128)]
+TL_22 = [b'"' + bytes((n,)) for n in range(128)]
+TL_2a = [b"*" + bytes((n,)) for n in range(128)]
+TL_32 = [b"2" + bytes((n,)) for n in range(128)]
+TL_3a = [b":" + bytes((n,)) for n in range(128)]
+TL_42 = [b"B" + bytes((n,)) for n in range(128)]
+TL_4a = [b"J" + bytes((n,)) for n in range(128)]
+TL_52 = [b"R" + bytes((n,)) for n in range(128)]
+TL_6a = [b"j" + bytes((n,)) for n in range(128)]
+TL_72 = [b"r" + bytes((n,)) for n in range(128)]
 Z_api_job_v1_ProposalDeliveryStatus = C_api_job_v1_ProposalDeliveryStatus(0)
 Z_api_job_v1_ProposalStatus = C_api_job_v1_ProposalStatus(0)
 Z_api_label_SelectorOp = C_api_label_SelectorOp(0)
@@ -366,8 +378,7 @@ def e_api_app_v1_VersionResponse(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -439,9 +450,8 @@ def e_api_csa_v1_GetKeypairResponse(m, out):
     v = m.keypair
     if v is not None:
         if type(v) is C_api_csa_v1_Keypair:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_csa_v1_Keypair(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -451,8 +461,7 @@ def e_api_csa_v1_GetKeypairResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -534,8 +543,7 @@ def e_api_csa_v1_Keypair(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.created_at
     if v is not None:
@@ -616,10 +624,23 @@ def e_api_csa_v1_ListKeypairsResponse(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_csa_v1_Keypair:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
-                e_api_csa_v1_Keypair(x, out)
+                out += b"\n\x00"
+                p = len(out) - 1
+                w = x.id
+                if w != 0:
+                    out += b"\x08"
+                    out += vi(w)
+                w = x.public_key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                w = x.created_at
+                if w is not None:
+                    out += b"\x1a"
+                    out += ts_encode(w)
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -628,8 +649,7 @@ def e_api_csa_v1_ListKeypairsResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -720,24 +740,33 @@ def e_api_job_v1_BatchProposeJobRequest(m, out):
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     v = m.spec
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.labels
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b"\x1a"
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b"\x1a\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -746,8 +775,7 @@ def e_api_job_v1_BatchProposeJobRequest(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x1a"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -893,19 +921,16 @@ def e_api_job_v1_BatchProposeJobResponse(m, out):
     v = m.success_responses
     if v is not None and v != {}:
         for k, x in v.items():
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             q = p
             b = k.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
             if type(x) is C_api_job_v1_ProposeJobResponse:
-                out += b"\x12"
-                p = len(out)
-                out.append(0)
+                out += b"\x12\x00"
+                p = len(out) - 1
                 e_api_job_v1_ProposeJobResponse(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -915,8 +940,7 @@ def e_api_job_v1_BatchProposeJobResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x12"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_12[n] if n < 128 else b"\x12" + vi(n)
                 out += b
             n = len(out) - q - 1
             if n < 128:
@@ -926,19 +950,16 @@ def e_api_job_v1_BatchProposeJobResponse(m, out):
     v = m.failed_responses
     if v is not None and v != {}:
         for k, x in v.items():
-            out += b"\x12"
-            p = len(out)
-            out.append(0)
+            out += b"\x12\x00"
+            p = len(out) - 1
             q = p
             b = k.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
             if type(x) is C_api_job_v1_ProposeJobFailure:
-                out += b"\x12"
-                p = len(out)
-                out.append(0)
+                out += b"\x12\x00"
+                p = len(out) - 1
                 e_api_job_v1_ProposeJobFailure(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -948,8 +969,7 @@ def e_api_job_v1_BatchProposeJobResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x12"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_12[n] if n < 128 else b"\x12" + vi(n)
                 out += b
             n = len(out) - q - 1
             if n < 128:
@@ -1020,15 +1040,13 @@ def e_api_job_v1_DeleteJobRequest(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.uuid
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -1077,9 +1095,8 @@ def e_api_job_v1_DeleteJobResponse(m, out):
     v = m.job
     if v is not None:
         if type(v) is C_api_job_v1_Job:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_Job(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -1089,8 +1106,7 @@ def e_api_job_v1_DeleteJobResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -1156,15 +1172,13 @@ def e_api_job_v1_GetJobRequest(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.uuid
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -1213,9 +1227,8 @@ def e_api_job_v1_GetJobResponse(m, out):
     v = m.job
     if v is not None:
         if type(v) is C_api_job_v1_Job:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_Job(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -1225,8 +1238,7 @@ def e_api_job_v1_GetJobResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -1276,8 +1288,7 @@ def e_api_job_v1_GetProposalRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -1328,9 +1339,8 @@ def e_api_job_v1_GetProposalResponse(m, out):
     v = m.proposal
     if v is not None:
         if type(v) is C_api_job_v1_Proposal:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_Proposal(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -1340,8 +1350,7 @@ def e_api_job_v1_GetProposalResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -1539,30 +1548,26 @@ def e_api_job_v1_Job(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.uuid
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.node_id
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.proposal_ids
     if v is not None:
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b'"'
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
             out += b
     v = m.created_at
     if v is not None:
@@ -1580,10 +1585,21 @@ def e_api_job_v1_Job(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b"B"
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b"B\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -1592,8 +1608,7 @@ def e_api_job_v1_Job(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"B"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_42[n] if n < 128 else b"B" + vi(n)
                 out += b
     v = m.rollback_policy_id
     if v is not None:
@@ -1646,9 +1661,8 @@ def e_api_job_v1_ListJobsRequest(m, out):
     v = m.filter
     if v is not None:
         if type(v) is C_api_job_v1_ListJobsRequestFilter:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_ListJobsRequestFilter(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -1658,8 +1672,7 @@ def e_api_job_v1_ListJobsRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -1786,25 +1799,38 @@ def e_api_job_v1_ListJobsRequestFilter(m, out):
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     v = m.node_ids
     if v is not None:
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\x12"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_12[n] if n < 128 else b"\x12" + vi(n)
             out += b
     v = m.selectors
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Selector:
-                out += b"\x1a"
-                p = len(out)
-                out.append(0)
-                e_api_label_Selector(x, out)
+                out += b"\x1a\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.op
+                if w != Z_api_label_SelectorOp:
+                    out += b"\x10"
+                    out += vi(w)
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -1813,19 +1839,19 @@ def e_api_job_v1_ListJobsRequestFilter(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x1a"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
                 out += b
     v = m.uuids
     if v is not None:
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b'"'
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
             out += b
     v = m.include_deleted
-    if v != False:
+    if v is True:
+        out += b"(\x01"
+    elif v != False:
         out += b"("
         out += vi(v)
     out += m._unknown_fields
@@ -1878,9 +1904,8 @@ def e_api_job_v1_ListJobsResponse(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_job_v1_Job:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
+                out += b"\n\x00"
+                p = len(out) - 1
                 e_api_job_v1_Job(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -1890,8 +1915,7 @@ def e_api_job_v1_ListJobsResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -1942,9 +1966,8 @@ def e_api_job_v1_ListProposalsRequest(m, out):
     v = m.filter
     if v is not None:
         if type(v) is C_api_job_v1_ListProposalsRequestFilter:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_ListProposalsRequestFilter(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -1954,8 +1977,7 @@ def e_api_job_v1_ListProposalsRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -2029,16 +2051,14 @@ def e_api_job_v1_ListProposalsRequestFilter(m, out):
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     v = m.job_ids
     if v is not None:
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\x12"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_12[n] if n < 128 else b"\x12" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -2092,10 +2112,55 @@ def e_api_job_v1_ListProposalsResponse(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_job_v1_Proposal:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
-                e_api_job_v1_Proposal(x, out)
+                out += b"\n\x00"
+                p = len(out) - 1
+                w = x.id
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.revision
+                if w != 0:
+                    out += b"\x10"
+                    out += vi(w)
+                w = x.status
+                if w != Z_api_job_v1_ProposalStatus:
+                    out += b"\x18"
+                    out += vi(w)
+                w = x.delivery_status
+                if w != Z_api_job_v1_ProposalDeliveryStatus:
+                    out += b" "
+                    out += vi(w)
+                w = x.spec
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_2a[n] if n < 128 else b"*" + vi(n)
+                    out += b
+                w = x.job_id
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_32[n] if n < 128 else b"2" + vi(n)
+                    out += b
+                w = x.created_at
+                if w is not None:
+                    out += b":"
+                    out += ts_encode(w)
+                w = x.updated_at
+                if w is not None:
+                    out += b"B"
+                    out += ts_encode(w)
+                w = x.acked_at
+                if w is not None:
+                    out += b"J"
+                    out += ts_encode(w)
+                w = x.response_received_at
+                if w is not None:
+                    out += b"R"
+                    out += ts_encode(w)
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -2104,8 +2169,7 @@ def e_api_job_v1_ListProposalsResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -2331,8 +2395,7 @@ def e_api_job_v1_Proposal(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.revision
     if v != 0:
@@ -2350,15 +2413,13 @@ def e_api_job_v1_Proposal(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"*"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
         out += b
     v = m.job_id
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"2"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_32[n] if n < 128 else b"2" + vi(n)
         out += b
     v = m.created_at
     if v is not None:
@@ -2424,8 +2485,7 @@ def e_api_job_v1_ProposeJobFailure(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -2511,24 +2571,33 @@ def e_api_job_v1_ProposeJobRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.spec
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.labels
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b"\x1a"
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b"\x1a\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -2537,8 +2606,7 @@ def e_api_job_v1_ProposeJobRequest(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x1a"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -2587,9 +2655,8 @@ def e_api_job_v1_ProposeJobResponse(m, out):
     v = m.proposal
     if v is not None:
         if type(v) is C_api_job_v1_Proposal:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_Proposal(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -2599,8 +2666,7 @@ def e_api_job_v1_ProposeJobResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -2666,15 +2732,13 @@ def e_api_job_v1_RevokeJobRequest(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.uuid
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -2723,9 +2787,8 @@ def e_api_job_v1_RevokeJobResponse(m, out):
     v = m.proposal
     if v is not None:
         if type(v) is C_api_job_v1_Proposal:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_Proposal(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -2735,8 +2798,7 @@ def e_api_job_v1_RevokeJobResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -2844,24 +2906,33 @@ def e_api_job_v1_UpdateJobRequest(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.uuid
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.labels
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b"\x1a"
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b"\x1a\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -2870,8 +2941,7 @@ def e_api_job_v1_UpdateJobRequest(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x1a"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
                 out += b
     v = m.rollback_policy_id
     if v is not None:
@@ -2924,9 +2994,8 @@ def e_api_job_v1_UpdateJobResponse(m, out):
     v = m.job
     if v is not None:
         if type(v) is C_api_job_v1_Job:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_job_v1_Job(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -2936,8 +3005,7 @@ def e_api_job_v1_UpdateJobResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -3002,15 +3070,13 @@ def e_api_label_Label(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.value
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -3098,8 +3164,7 @@ def e_api_label_Selector(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.op
     if v != Z_api_label_SelectorOp:
@@ -3109,8 +3174,7 @@ def e_api_label_Selector(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -3181,8 +3245,7 @@ def e_api_node_v1_Chain(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.type
     if v != Z_api_node_v1_ChainType:
@@ -3363,9 +3426,8 @@ def e_api_node_v1_ChainConfig(m, out):
     v = m.chain
     if v is not None:
         if type(v) is C_api_node_v1_Chain:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_Chain(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3375,29 +3437,25 @@ def e_api_node_v1_ChainConfig(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     v = m.account_address
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.admin_address
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.flux_monitor_config
     if v is not None:
         if type(v) is C_api_node_v1_FluxMonitorConfig:
-            out += b'"'
-            p = len(out)
-            out.append(0)
+            out += b'"\x00'
+            p = len(out) - 1
             e_api_node_v1_FluxMonitorConfig(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3407,15 +3465,13 @@ def e_api_node_v1_ChainConfig(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b'"'
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
             out += b
     v = m.ocr1_config
     if v is not None:
         if type(v) is C_api_node_v1_Ocr1Config:
-            out += b"*"
-            p = len(out)
-            out.append(0)
+            out += b"*\x00"
+            p = len(out) - 1
             e_api_node_v1_Ocr1Config(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3425,15 +3481,13 @@ def e_api_node_v1_ChainConfig(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"*"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_2a[n] if n < 128 else b"*" + vi(n)
             out += b
     v = m.ocr2_config
     if v is not None:
         if type(v) is C_api_node_v1_Ocr2Config:
-            out += b"2"
-            p = len(out)
-            out.append(0)
+            out += b"2\x00"
+            p = len(out) - 1
             e_api_node_v1_Ocr2Config(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3443,22 +3497,19 @@ def e_api_node_v1_ChainConfig(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"2"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_32[n] if n < 128 else b"2" + vi(n)
             out += b
     v = m.account_address_public_key
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b":"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_3a[n] if n < 128 else b":" + vi(n)
         out += b
     v = m.node_id
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"B"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_42[n] if n < 128 else b"B" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -3510,8 +3561,7 @@ def e_api_node_v1_DisableNodeRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -3562,9 +3612,8 @@ def e_api_node_v1_DisableNodeResponse(m, out):
     v = m.node
     if v is not None:
         if type(v) is C_api_node_v1_Node:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_Node(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3574,8 +3623,7 @@ def e_api_node_v1_DisableNodeResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -3625,8 +3673,7 @@ def e_api_node_v1_EnableNodeRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -3677,9 +3724,8 @@ def e_api_node_v1_EnableNodeResponse(m, out):
     v = m.node
     if v is not None:
         if type(v) is C_api_node_v1_Node:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_Node(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3689,8 +3735,7 @@ def e_api_node_v1_EnableNodeResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -3733,7 +3778,9 @@ def d_api_node_v1_FluxMonitorConfig(data, i, end):
 
 def e_api_node_v1_FluxMonitorConfig(m, out):
     v = m.enabled
-    if v != False:
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
         out += b"\x08"
         out += vi(v)
     out += m._unknown_fields
@@ -3801,15 +3848,13 @@ def e_api_node_v1_GetNodeRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.public_key
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -3858,9 +3903,8 @@ def e_api_node_v1_GetNodeResponse(m, out):
     v = m.node
     if v is not None:
         if type(v) is C_api_node_v1_Node:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_Node(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3870,8 +3914,7 @@ def e_api_node_v1_GetNodeResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -3922,9 +3965,8 @@ def e_api_node_v1_ListNodeChainConfigsRequest(m, out):
     v = m.filter
     if v is not None:
         if type(v) is C_api_node_v1_ListNodeChainConfigsRequestFilter:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_ListNodeChainConfigsRequestFilter(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -3934,8 +3976,7 @@ def e_api_node_v1_ListNodeChainConfigsRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -3990,8 +4031,7 @@ def e_api_node_v1_ListNodeChainConfigsRequestFilter(m, out):
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -4045,9 +4085,8 @@ def e_api_node_v1_ListNodeChainConfigsResponse(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_node_v1_ChainConfig:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
+                out += b"\n\x00"
+                p = len(out) - 1
                 e_api_node_v1_ChainConfig(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -4057,8 +4096,7 @@ def e_api_node_v1_ListNodeChainConfigsResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -4133,9 +4171,8 @@ def e_api_node_v1_ListNodesRequest(m, out):
     v = m.filter
     if v is not None:
         if type(v) is C_api_node_v1_ListNodesRequestFilter:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_ListNodesRequestFilter(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -4145,8 +4182,7 @@ def e_api_node_v1_ListNodesRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     v = m.page_size
     if v != 0:
@@ -4270,8 +4306,7 @@ def e_api_node_v1_ListNodesRequestFilter(m, out):
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     v = m.enabled
     if v != Z_api_node_v1_EnableState:
@@ -4281,10 +4316,25 @@ def e_api_node_v1_ListNodesRequestFilter(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Selector:
-                out += b"\x1a"
-                p = len(out)
-                out.append(0)
-                e_api_label_Selector(x, out)
+                out += b"\x1a\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.op
+                if w != Z_api_label_SelectorOp:
+                    out += b"\x10"
+                    out += vi(w)
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -4293,16 +4343,14 @@ def e_api_node_v1_ListNodesRequestFilter(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x1a"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
                 out += b
     v = m.public_keys
     if v is not None:
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b'"'
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -4367,9 +4415,8 @@ def e_api_node_v1_ListNodesResponse(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_node_v1_Node:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
+                out += b"\n\x00"
+                p = len(out) - 1
                 e_api_node_v1_Node(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -4379,8 +4426,7 @@ def e_api_node_v1_ListNodesResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     v = m.total_count
     if v != 0:
@@ -4628,39 +4674,51 @@ def e_api_node_v1_Node(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.name
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.is_enabled
-    if v != False:
+    if v is True:
+        out += b" \x01"
+    elif v != False:
         out += b" "
         out += vi(v)
     v = m.is_connected
-    if v != False:
+    if v is True:
+        out += b"(\x01"
+    elif v != False:
         out += b"("
         out += vi(v)
     v = m.labels
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b"2"
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b"2\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -4669,8 +4727,7 @@ def e_api_node_v1_Node(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"2"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_32[n] if n < 128 else b"2" + vi(n)
                 out += b
     v = m.created_at
     if v is not None:
@@ -4684,17 +4741,27 @@ def e_api_node_v1_Node(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"J"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_4a[n] if n < 128 else b"J" + vi(n)
         out += b
     v = m.p2p_key_bundles
     if v is not None:
         for x in v:
             if type(x) is C_api_node_v1_P2PKeyBundle:
-                out += b"R"
-                p = len(out)
-                out.append(0)
-                e_api_node_v1_P2PKeyBundle(x, out)
+                out += b"R\x00"
+                p = len(out) - 1
+                w = x.peer_id
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.public_key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -4703,22 +4770,19 @@ def e_api_node_v1_Node(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"R"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_52[n] if n < 128 else b"R" + vi(n)
                 out += b
     v = m.nop_friendly_name
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"j"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_6a[n] if n < 128 else b"j" + vi(n)
         out += b
     v = m.version
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"r"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_72[n] if n < 128 else b"r" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -4825,19 +4889,22 @@ def d_api_node_v1_Ocr1Config(data, i, end):
 
 def e_api_node_v1_Ocr1Config(m, out):
     v = m.enabled
-    if v != False:
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
         out += b"\x08"
         out += vi(v)
     v = m.is_bootstrap
-    if v != False:
+    if v is True:
+        out += b"\x10\x01"
+    elif v != False:
         out += b"\x10"
         out += vi(v)
     v = m.p2p_key_bundle
     if v is not None:
         if type(v) is C_api_node_v1_Ocr1ConfigP2PKeyBundle:
-            out += b"\x1a"
-            p = len(out)
-            out.append(0)
+            out += b"\x1a\x00"
+            p = len(out) - 1
             e_api_node_v1_Ocr1ConfigP2PKeyBundle(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -4847,15 +4914,13 @@ def e_api_node_v1_Ocr1Config(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\x1a"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
             out += b
     v = m.ocr_key_bundle
     if v is not None:
         if type(v) is C_api_node_v1_Ocr1ConfigOcrKeyBundle:
-            out += b'"'
-            p = len(out)
-            out.append(0)
+            out += b'"\x00'
+            p = len(out) - 1
             e_api_node_v1_Ocr1ConfigOcrKeyBundle(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -4865,15 +4930,13 @@ def e_api_node_v1_Ocr1Config(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b'"'
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
             out += b
     v = m.multiaddr
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"*"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -4978,29 +5041,25 @@ def e_api_node_v1_Ocr1ConfigOcrKeyBundle(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.config_public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.offchain_public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.onchain_signing_address
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b'"'
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_22[n] if n < 128 else b'"' + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -5069,15 +5128,13 @@ def e_api_node_v1_Ocr1ConfigP2PKeyBundle(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -5224,19 +5281,22 @@ def d_api_node_v1_Ocr2Config(data, i, end):
 
 def e_api_node_v1_Ocr2Config(m, out):
     v = m.enabled
-    if v != False:
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
         out += b"\x08"
         out += vi(v)
     v = m.is_bootstrap
-    if v != False:
+    if v is True:
+        out += b"\x10\x01"
+    elif v != False:
         out += b"\x10"
         out += vi(v)
     v = m.p2p_key_bundle
     if v is not None:
         if type(v) is C_api_node_v1_Ocr2ConfigP2PKeyBundle:
-            out += b"\x1a"
-            p = len(out)
-            out.append(0)
+            out += b"\x1a\x00"
+            p = len(out) - 1
             e_api_node_v1_Ocr2ConfigP2PKeyBundle(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -5246,15 +5306,13 @@ def e_api_node_v1_Ocr2Config(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\x1a"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
             out += b
     v = m.ocr_key_bundle
     if v is not None:
         if type(v) is C_api_node_v1_Ocr2ConfigOcrKeyBundle:
-            out += b'"'
-            p = len(out)
-            out.append(0)
+            out += b'"\x00'
+            p = len(out) - 1
             e_api_node_v1_Ocr2ConfigOcrKeyBundle(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -5264,22 +5322,19 @@ def e_api_node_v1_Ocr2Config(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b'"'
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
             out += b
     v = m.multiaddr
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"*"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
         out += b
     v = m.plugins
     if v is not None:
         if type(v) is C_api_node_v1_Ocr2ConfigPlugins:
-            out += b"2"
-            p = len(out)
-            out.append(0)
+            out += b"2\x00"
+            p = len(out) - 1
             e_api_node_v1_Ocr2ConfigPlugins(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -5289,15 +5344,13 @@ def e_api_node_v1_Ocr2Config(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"2"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_32[n] if n < 128 else b"2" + vi(n)
             out += b
     v = m.forwarder_address
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b":"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_3a[n] if n < 128 else b":" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -5423,36 +5476,31 @@ def e_api_node_v1_Ocr2ConfigOcrKeyBundle(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.config_public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.offchain_public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.onchain_signing_address
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b'"'
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_22[n] if n < 128 else b'"' + vi(n)
         out += b
     v = m.onchain_signing_pub_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"*"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -5521,15 +5569,13 @@ def e_api_node_v1_Ocr2ConfigP2PKeyBundle(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -5624,23 +5670,33 @@ def d_api_node_v1_Ocr2ConfigPlugins(data, i, end):
 
 def e_api_node_v1_Ocr2ConfigPlugins(m, out):
     v = m.commit
-    if v != False:
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
         out += b"\x08"
         out += vi(v)
     v = m.execute
-    if v != False:
+    if v is True:
+        out += b"\x10\x01"
+    elif v != False:
         out += b"\x10"
         out += vi(v)
     v = m.median
-    if v != False:
+    if v is True:
+        out += b"\x18\x01"
+    elif v != False:
         out += b"\x18"
         out += vi(v)
     v = m.mercury
-    if v != False:
+    if v is True:
+        out += b" \x01"
+    elif v != False:
         out += b" "
         out += vi(v)
     v = m.rebalancer
-    if v != False:
+    if v is True:
+        out += b"(\x01"
+    elif v != False:
         out += b"("
         out += vi(v)
     out += m._unknown_fields
@@ -5708,15 +5764,13 @@ def e_api_node_v1_P2PKeyBundle(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -5804,24 +5858,33 @@ def e_api_node_v1_RegisterNodeRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.labels
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b"\x1a"
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b"\x1a\x00"
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -5830,8 +5893,7 @@ def e_api_node_v1_RegisterNodeRequest(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x1a"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -5882,9 +5944,8 @@ def e_api_node_v1_RegisterNodeResponse(m, out):
     v = m.node
     if v is not None:
         if type(v) is C_api_node_v1_Node:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_Node(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -5894,8 +5955,7 @@ def e_api_node_v1_RegisterNodeResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -5998,31 +6058,39 @@ def e_api_node_v1_UpdateNodeRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.name
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x12"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
         out += b
     v = m.public_key
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.labels
     if v is not None:
         for x in v:
             if type(x) is C_api_label_Label:
-                out += b'"'
-                p = len(out)
-                out.append(0)
-                e_api_label_Label(x, out)
+                out += b'"\x00'
+                p = len(out) - 1
+                w = x.key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.value
+                if w is not None:
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
                 n = len(out) - p - 1
                 if n < 128:
                     out[p] = n
@@ -6031,8 +6099,7 @@ def e_api_node_v1_UpdateNodeRequest(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b'"'
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_22[n] if n < 128 else b'"' + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -6083,9 +6150,8 @@ def e_api_node_v1_UpdateNodeResponse(m, out):
     v = m.node
     if v is not None:
         if type(v) is C_api_node_v1_Node:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_node_v1_Node(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6095,8 +6161,7 @@ def e_api_node_v1_UpdateNodeResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6147,9 +6212,8 @@ def e_api_probation_v1_CreateRollbackPolicyRequest(m, out):
     v = m.policy
     if v is not None:
         if type(v) is C_google_protobuf_Struct:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_google_protobuf_Struct(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6159,8 +6223,7 @@ def e_api_probation_v1_CreateRollbackPolicyRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6211,9 +6274,8 @@ def e_api_probation_v1_CreateRollbackPolicyResponse(m, out):
     v = m.rollback_policy
     if v is not None:
         if type(v) is C_api_probation_v1_RollbackPolicy:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_probation_v1_RollbackPolicy(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6223,8 +6285,7 @@ def e_api_probation_v1_CreateRollbackPolicyResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6276,8 +6337,7 @@ def e_api_probation_v1_GetRollbackPolicyRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 
@@ -6328,9 +6388,8 @@ def e_api_probation_v1_GetRollbackPolicyResponse(m, out):
     v = m.rollback_policy
     if v is not None:
         if type(v) is C_api_probation_v1_RollbackPolicy:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_probation_v1_RollbackPolicy(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6340,8 +6399,7 @@ def e_api_probation_v1_GetRollbackPolicyResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6392,9 +6450,8 @@ def e_api_probation_v1_ListRollbackPoliciesRequest(m, out):
     v = m.filter
     if v is not None:
         if type(v) is C_api_probation_v1_ListRollbackPoliciesRequestFilter:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_probation_v1_ListRollbackPoliciesRequestFilter(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6404,8 +6461,7 @@ def e_api_probation_v1_ListRollbackPoliciesRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6460,8 +6516,7 @@ def e_api_probation_v1_ListRollbackPoliciesRequestFilter(m, out):
         for x in v:
             b = x.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6515,9 +6570,8 @@ def e_api_probation_v1_ListRollbackPoliciesResponse(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_api_probation_v1_RollbackPolicy:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
+                out += b"\n\x00"
+                p = len(out) - 1
                 e_api_probation_v1_RollbackPolicy(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -6527,8 +6581,7 @@ def e_api_probation_v1_ListRollbackPoliciesResponse(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -6631,15 +6684,13 @@ def e_api_probation_v1_RollbackPolicy(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.policy
     if v is not None:
         if type(v) is C_google_protobuf_Struct:
-            out += b"\x12"
-            p = len(out)
-            out.append(0)
+            out += b"\x12\x00"
+            p = len(out) - 1
             e_google_protobuf_Struct(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6649,8 +6700,7 @@ def e_api_probation_v1_RollbackPolicy(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\x12"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_12[n] if n < 128 else b"\x12" + vi(n)
             out += b
     v = m.created_at
     if v is not None:
@@ -6727,15 +6777,13 @@ def e_api_probation_v1_UpdateRollbackPolicyRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     v = m.policy
     if v is not None:
         if type(v) is C_google_protobuf_Struct:
-            out += b"\x12"
-            p = len(out)
-            out.append(0)
+            out += b"\x12\x00"
+            p = len(out) - 1
             e_google_protobuf_Struct(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6745,8 +6793,7 @@ def e_api_probation_v1_UpdateRollbackPolicyRequest(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\x12"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_12[n] if n < 128 else b"\x12" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6797,9 +6844,8 @@ def e_api_probation_v1_UpdateRollbackPolicyResponse(m, out):
     v = m.rollback_policy
     if v is not None:
         if type(v) is C_api_probation_v1_RollbackPolicy:
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             e_api_probation_v1_RollbackPolicy(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -6809,8 +6855,7 @@ def e_api_probation_v1_UpdateRollbackPolicyResponse(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -6862,9 +6907,8 @@ def e_google_protobuf_ListValue(m, out):
     if v is not None:
         for x in v:
             if type(x) is C_google_protobuf_Value:
-                out += b"\n"
-                p = len(out)
-                out.append(0)
+                out += b"\n\x00"
+                p = len(out) - 1
                 e_google_protobuf_Value(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -6874,8 +6918,7 @@ def e_google_protobuf_ListValue(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\n"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
                 out += b
     out += m._unknown_fields
 
@@ -6959,19 +7002,16 @@ def e_google_protobuf_Struct(m, out):
     v = m.fields
     if v is not None and v != {}:
         for k, x in v.items():
-            out += b"\n"
-            p = len(out)
-            out.append(0)
+            out += b"\n\x00"
+            p = len(out) - 1
             q = p
             b = k.encode()
             n = len(b)
-            out += b"\n"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
             out += b
             if type(x) is C_google_protobuf_Value:
-                out += b"\x12"
-                p = len(out)
-                out.append(0)
+                out += b"\x12\x00"
+                p = len(out) - 1
                 e_google_protobuf_Value(x, out)
                 n = len(out) - p - 1
                 if n < 128:
@@ -6981,8 +7021,7 @@ def e_google_protobuf_Struct(m, out):
             else:
                 b = bytes(x)
                 n = len(b)
-                out += b"\x12"
-                out += VI[n] if n < 128 else vi(n)
+                out += TL_12[n] if n < 128 else b"\x12" + vi(n)
                 out += b
             n = len(out) - q - 1
             if n < 128:
@@ -7187,8 +7226,7 @@ def e_google_protobuf_Value(m, out):
     if v is not None:
         b = v.encode()
         n = len(b)
-        out += b"\x1a"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
         out += b
     v = m.bool_value
     if v is not None:
@@ -7197,9 +7235,8 @@ def e_google_protobuf_Value(m, out):
     v = m.struct_value
     if v is not None:
         if type(v) is C_google_protobuf_Struct:
-            out += b"*"
-            p = len(out)
-            out.append(0)
+            out += b"*\x00"
+            p = len(out) - 1
             e_google_protobuf_Struct(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -7209,15 +7246,13 @@ def e_google_protobuf_Value(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"*"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_2a[n] if n < 128 else b"*" + vi(n)
             out += b
     v = m.list_value
     if v is not None:
         if type(v) is C_google_protobuf_ListValue:
-            out += b"2"
-            p = len(out)
-            out.append(0)
+            out += b"2\x00"
+            p = len(out) - 1
             e_google_protobuf_ListValue(v, out)
             n = len(out) - p - 1
             if n < 128:
@@ -7227,8 +7262,7 @@ def e_google_protobuf_Value(m, out):
         else:
             b = bytes(v)
             n = len(b)
-            out += b"2"
-            out += VI[n] if n < 128 else vi(n)
+            out += TL_32[n] if n < 128 else b"2" + vi(n)
             out += b
     out += m._unknown_fields
 
@@ -7280,8 +7314,7 @@ def e_grpc_health_v1_HealthCheckRequest(m, out):
     if v != "":
         b = v.encode()
         n = len(b)
-        out += b"\n"
-        out += VI[n] if n < 128 else vi(n)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
         out += b
     out += m._unknown_fields
 

@@ -98,6 +98,23 @@ def vi(v: int) -> bytes:
         v += 1 << 64
     if v < 0x80:
         return VI[v]
+    # unrolled up to five bytes (lengths, ids, timestamps' seconds and nanos)
+    if v < 0x4000:
+        return bytes((v & 0x7F | 0x80, v >> 7))
+    if v < 0x200000:
+        return bytes((v & 0x7F | 0x80, v >> 7 & 0x7F | 0x80, v >> 14))
+    if v < 0x10000000:
+        return bytes((v & 0x7F | 0x80, v >> 7 & 0x7F | 0x80, v >> 14 & 0x7F | 0x80, v >> 21))
+    if v < 0x800000000:
+        return bytes(
+            (
+                v & 0x7F | 0x80,
+                v >> 7 & 0x7F | 0x80,
+                v >> 14 & 0x7F | 0x80,
+                v >> 21 & 0x7F | 0x80,
+                v >> 28,
+            )
+        )
     out = bytearray()
     while v >= 0x80:
         out.append((v & 0x7F) | 0x80)

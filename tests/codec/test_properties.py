@@ -36,7 +36,7 @@ CLASSES = sorted(
 )
 IDS = [f"{c.__module__.removeprefix('jdkit._proto.')}.{c.__name__}" for c in CLASSES]
 EXAMPLES = settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

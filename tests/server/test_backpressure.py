@@ -48,6 +48,15 @@ asyncio.run(main())
 """
 
 
+def start_server() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 def slow_reader(port: int) -> socket.socket:
     """A connection that sends CALLS ListNodes requests and then never reads."""
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
@@ -88,12 +97,7 @@ def settle(proc: psutil.Process, seconds: float = 20.0) -> int:
 
 @pytest.mark.asyncio
 async def test_slow_readers_cost_bounded_memory_and_others_are_served() -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-c", SERVER],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    child = start_server()
     socks: list[socket.socket] = []
     try:
         assert child.stdout is not None

@@ -142,8 +142,8 @@ def open_channel(
     """The grpclib channel for `target` as `options` say (TLS, keepalive)."""
     tls = options.resolved_tls()
     config = Configuration(
-        _keepalive_time=30.0,
-        _keepalive_timeout=10.0,
+        _keepalive_time=options.keepalive_time,
+        _keepalive_timeout=options.keepalive_timeout,
         _keepalive_permit_without_calls=False,
         ssl_target_name_override=tls.server_name if tls else None,
     )

@@ -61,6 +61,7 @@ from jdkit._providers import (
     connect,
 )
 from jdkit._retry import RetryPolicy
+from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
 __version__ = "0.1.0"
 
@@ -110,8 +111,10 @@ __all__ = [
     "JournalEntry",
     "Message",
     "Method",
+    "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProposalWaitError",
     "ProtocolError",
     "Provider",
     "ProviderNotInitializedError",
@@ -120,6 +123,8 @@ __all__ = [
     "RemoteProvider",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Rollout",
+    "RolloutStatus",
     "ServingStatus",
     "StreamNext",
     "TLSConfig",

@@ -46,6 +46,7 @@ from jdkit._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    VersionError,
     WrongEventLoopError,
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
@@ -131,6 +132,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "VersionError",
     "WrongEventLoopError",
     "__version__",
     "connect",

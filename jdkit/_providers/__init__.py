@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 
-_DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep"}
+_DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"}
 
 
 def __getattr__(name: str) -> Any:

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from jdkit._options import ClientOptions
 from jdkit._providers._base import Provider
 from jdkit._providers._docker import _images
 from jdkit._providers._docker._config import PG_ALIAS, PG_PORT, DockerConfig, DockerProviderError
@@ -76,19 +77,33 @@ log = logging.getLogger("jdkit.docker")
 
 
 class DockerProvider(Provider):
-    """JD + Postgres in Docker; see the module doc for the life of a run."""
+    """JD + Postgres in Docker; see the module doc for the life of a run.
+
+    `config` (and keywords naming `DockerConfig` fields) say how to run the
+    containers; `options` (and keywords naming `ClientOptions` fields) how
+    the client talks to the JD, as for every provider. The client's default
+    deadline is `DockerConfig.call_timeout` unless `timeout` is given.
+    """
 
     name = "docker"
 
     def __init__(
-        self, config: DockerConfig | None = None, *, dry_run: bool = False, **overrides: Any
+        self,
+        config: DockerConfig | None = None,
+        *,
+        options: ClientOptions | None = None,
+        **overrides: Any,
     ) -> None:
-        super().__init__(dry_run=dry_run)
+        client_names = set(ClientOptions.names())
+        client = {k: overrides.pop(k) for k in list(overrides) if k in client_names}
+        super().__init__(options, **client)
         if config is None:
             config = DockerConfig(**overrides)
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         self.config = config
+        if options is None and "timeout" not in client:
+            self.options = self.options.replace(timeout=config.call_timeout)
         self._docker: Docker | None = None
         self._run: _Run | None = None
         self._keep = False
@@ -344,8 +359,6 @@ class DockerProvider(Provider):
     async def _wait_ready(self, docker: Docker, run: _Run) -> JobDistributor:
         """Poll JD's container state, gRPC health and /healthz with backoff
         (the caller bounds the whole wait)."""
-        from jdkit._client import JobDistributor
-
         cfg = self.config
         delay = 0.05
         self._last_probe = "no answer yet"
@@ -359,12 +372,10 @@ class DockerProvider(Provider):
                     break
                 await anyio.sleep(delay)
                 delay = min(delay * 2, JD_POLL_MAX)
-        return JobDistributor.connect(f"127.0.0.1:{run.grpc_port}", timeout=cfg.call_timeout)
+        return self._connect(f"127.0.0.1:{run.grpc_port}")
 
     async def _attach_reused(self, docker: Docker) -> JobDistributor | None:
         from aiodocker.exceptions import DockerError
-
-        from jdkit._client import JobDistributor
 
         cfg = self.config
         entry = _REUSED.get(cfg._reuse_key())
@@ -389,7 +400,7 @@ class DockerProvider(Provider):
         self._run, self._keep, self.reused = run, True, True
         self._last_run_id = run.run_id
         log.info("reusing run %s at 127.0.0.1:%d", run.run_id, run.grpc_port)
-        return JobDistributor.connect(f"127.0.0.1:{run.grpc_port}", timeout=cfg.call_timeout)
+        return self._connect(f"127.0.0.1:{run.grpc_port}")
 
     _last_probe: str = ""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jdkit._options import ENV_URL, ClientOptions
 from jdkit._providers._base import Provider, ProviderNotInitializedError
@@ -23,6 +23,13 @@ __all__ = [
     "sweep_docker",
 ]
 
+if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
+    from jdkit._providers._docker import (
+        DockerConfig,
+        DockerProvider,
+        DockerProviderError,
+        sweep_docker,
+    )
 
 _DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"}
 

@@ -62,6 +62,7 @@ from jdkit._providers import (
     connect,
 )
 from jdkit._retry import RetryPolicy
+from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
 if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
     from jdkit._providers._docker import (
@@ -119,8 +120,10 @@ __all__ = [
     "JournalEntry",
     "Message",
     "Method",
+    "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProposalWaitError",
     "ProtocolError",
     "Provider",
     "ProviderNotInitializedError",
@@ -129,6 +132,8 @@ __all__ = [
     "RemoteProvider",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Rollout",
+    "RolloutStatus",
     "ServingStatus",
     "StreamNext",
     "TLSConfig",

@@ -91,6 +91,8 @@ class RPCError(JDError):
 
     code: Status
     default_code: ClassVar[Status] = Status.UNKNOWN
+    #: How many times the call was tried (more than 1 after retries).
+    attempts: int = 1
 
     def __init__(
         self,

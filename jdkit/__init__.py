@@ -48,6 +48,7 @@ from jdkit._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    VersionError,
     WrongEventLoopError,
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
@@ -141,6 +142,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "VersionError",
     "WrongEventLoopError",
     "__version__",
     "connect",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from jdkit._exceptions import ConfigError, JDError
+from jdkit._redact import scrub
 
 ENV_JD_IMAGE = "CTF_JD_IMAGE"
 DEFAULT_POSTGRES_IMAGE = "postgres:16"
@@ -205,19 +206,15 @@ class DockerConfig:
 
     def redact(self, text: str) -> str:
         """`text` with the password and the CSA secret (in any quoting) masked."""
-        for secret in sorted(
-            {
-                self.postgres_password,
-                quote(self.postgres_password, safe=""),
-                quote(self.postgres_password),
-                self.csa_secret,
-                *(v for k, v in self.jd_env.items() if _looks_secret(k) and v),
-            },
-            key=len,
-            reverse=True,
-        ):
-            text = text.replace(secret, _REDACTED)
-        return text
+        env_secrets = (v for k, v in self.jd_env.items() if _looks_secret(k) and v)
+        return scrub(
+            text,
+            self.postgres_password,
+            quote(self.postgres_password),
+            self.csa_secret,
+            *env_secrets,
+            placeholder=_REDACTED,
+        )
 
     def _reuse_key(self) -> str:
         """Equal for configs that may share containers (secrets left out)."""

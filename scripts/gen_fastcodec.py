@@ -219,7 +219,7 @@ class Gen:
         out.append(f"{ind}i = j")
         return out
 
-    def field_info(self, cls: type[bp.Message]) -> list[tuple[str, Any, type | None, type | None]]:
+    def field_info(self, cls: Any) -> list[tuple[str, Any, type | None, type | None]]:
         out = []
         by_field = cls._betterproto.cls_by_field
         for f in dataclasses.fields(cls):
@@ -441,7 +441,7 @@ class Gen:
         return name
 
     @staticmethod
-    def is_leaf(cls: type[bp.Message]) -> bool:
+    def is_leaf(cls: Any) -> bool:
         """No message or map fields: small enough to write inline in its parent."""
         for f in dataclasses.fields(cls):
             meta = bp.FieldMetadata.get(f)
@@ -492,14 +492,14 @@ class Gen:
                     meta.proto_type == bp.TYPE_MESSAGE
                     and meta.unwrap is None
                     and fcls in self.known
-                    and self.is_leaf(fcls)  # type: ignore[arg-type]
+                    and self.is_leaf(fcls)
                     and v == "v"
                 ):
                     # a leaf message written inline (labels: five per node)
-                    c, i3 = self.cls_ref(fcls), ind + "        "  # type: ignore[arg-type]
+                    c, i3 = self.cls_ref(fcls), ind + "        "
                     L.append(f"{ind}        if type(x) is {c}:")
                     L += self.open_len(tag, i3 + "    ")
-                    L += self.encoder_body(fcls, "x", "w", i3 + "    ")  # type: ignore[arg-type]
+                    L += self.encoder_body(fcls, "x", "w", i3 + "    ")
                     L += self.close_len(i3 + "    ")
                     L += [
                         f"{i3}else:",

@@ -65,7 +65,7 @@ def _varint(n: int) -> bytes:
     return bp.encode_varint(n)
 
 
-def unknown_fields(cls: type[bp.Message]) -> st.SearchStrategy[bytes]:
+def unknown_fields(cls: Any) -> st.SearchStrategy[bytes]:
     """Valid wire bytes for field numbers the message does not declare."""
     used = set(cls._betterproto.field_name_by_number)
     free = [n for n in (*range(1, 20), 100, 2047, 2**29 - 1) if n not in used]
@@ -127,7 +127,7 @@ def value_of(meta: Any, field_cls: Any, depth: int) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def _message(draw: st.DrawFn, cls: type[bp.Message], depth: int) -> bp.Message:
+def _message(draw: st.DrawFn, cls: Any, depth: int) -> bp.Message:
     by_field = cls._betterproto.cls_by_field
     kwargs: dict[str, Any] = {}
     groups: dict[str, list[str]] = {}
@@ -139,7 +139,7 @@ def _message(draw: st.DrawFn, cls: type[bp.Message], depth: int) -> bp.Message:
     chosen = {g: draw(st.sampled_from([None, *names])) for g, names in groups.items()}
     for f in dataclasses.fields(cls):
         meta = bp.FieldMetadata.get(f)
-        fcls = by_field.get(f.name)
+        fcls: Any = by_field.get(f.name)
         nested = meta.proto_type == bp.TYPE_MESSAGE and meta.unwrap is None
         if meta.group and chosen[meta.group] != f.name:
             continue
@@ -166,12 +166,12 @@ def _message(draw: st.DrawFn, cls: type[bp.Message], depth: int) -> bp.Message:
                 kwargs[f.name] = draw(st.one_of(st.none(), value_of(meta, fcls, depth)))
         else:
             kwargs[f.name] = draw(value_of(meta, fcls, depth))
-    msg = cls(**kwargs)
+    msg: bp.Message = cls(**kwargs)
     msg._unknown_fields = draw(unknown_fields(cls))
     return msg
 
 
-def messages(cls: type[bp.Message], depth: int = 3) -> st.SearchStrategy[bp.Message]:
+def messages(cls: Any, depth: int = 3) -> st.SearchStrategy[bp.Message]:
     return _message(cls, depth)
 
 
@@ -184,7 +184,7 @@ def assert_same(a: Any, b: Any, path: str = "") -> None:
     assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
     if isinstance(a, bp.Message):
         assert vars(a).keys() == vars(b).keys(), path
-        for f in dataclasses.fields(a):
+        for f in dataclasses.fields(a):  # type: ignore[arg-type]
             assert_same(getattr(a, f.name), getattr(b, f.name), f"{path}.{f.name}")
         assert a._unknown_fields == b._unknown_fields, f"{path}: unknown fields differ"
     elif isinstance(a, list):

@@ -64,7 +64,8 @@ async def garbage_server() -> AsyncIterator[tuple[_Answers, int]]:
     await server.start("127.0.0.1", 0)
     try:
         assert server._server is not None
-        yield answers, server._server.sockets[0].getsockname()[1]
+        sockets: Any = server._server.sockets  # type: ignore[attr-defined]
+        yield answers, sockets[0].getsockname()[1]
     finally:
         server.close()
         await server.wait_closed()

@@ -50,12 +50,30 @@ from jdkit._retry import RetryPolicy
 __version__ = "0.1.0"
 
 
+_NODE = {
+    "SimulatedNode",
+    "SimulatedFleet",
+    "ReceivedProposal",
+    "NodeProtocolError",
+    "NodeKeyRefusedError",
+    "JDKeyMismatchError",
+    "NodeAlreadyConnectedError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
+}
+
+
 def __getattr__(name: str) -> object:
     # DockerProvider & co. need the optional `docker` extra: resolved on use.
     from jdkit import _providers
 
     if name in _providers._DOCKER:
         return getattr(_providers, name)
+    if name in _NODE:
+        # the node protocol needs the optional `node` extra: resolved on use
+        from jdkit._wsrpc import _api
+
+        return getattr(_api, name)
     raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
 
 
@@ -94,6 +112,7 @@ __all__ = [
     "ResourceExhaustedError",
     "RetryPolicy",
     "ServingStatus",
+    "SimulatedNode",
     "StreamNext",
     "TLSConfig",
     "UnaryNext",

@@ -1322,8 +1322,13 @@ def _file_facts(fd: Any) -> dict[str, Any]:
 def test_descriptor_files_match_reference(descriptor_sets: tuple[dict[str, Any], Any]) -> None:
     ours, ref = descriptor_sets
     assert set(ref) <= set(ours), f"missing: {sorted(set(ref) - set(ours))}"
-    # the one extra file is the standard health service, which the reference leaves out
-    assert set(ours) - set(ref) == {"grpc/health/v1/health.proto"}
+    # the extra files: the standard health service, which the reference leaves
+    # out, and the node-facing protocol (checked against feeds-v1.desc in tests/wsrpc)
+    assert set(ours) - set(ref) == {
+        "grpc/health/v1/health.proto",
+        "orchestrator/feedsmanager/feedsmanager.proto",
+        "wsrpc/message.proto",
+    }
     assert ours["grpc/health/v1/health.proto"].package == "grpc.health.v1"
 
 

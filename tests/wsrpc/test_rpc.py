@@ -88,7 +88,7 @@ async def test_error_travels_as_text_only() -> None:
 @pytest.mark.asyncio
 async def test_unknown_method_gets_no_reply_and_the_call_times_out() -> None:
     a, b, _, pb = pair({}, served(echo, cfm.ProposeJobRequest))
-    with pytest.raises(WsrpcTimeoutError, match="no answer within 0.2s"):
+    with pytest.raises(WsrpcTimeoutError, match=r"no answer within 0\.2s"):
         await a.call("Nope", cfm.HealthcheckRequest(), cfm.HealthcheckResponse, timeout=0.2)
     assert pb.sent == [] and b.dropped == 1
 

@@ -4,7 +4,20 @@
     async with jdkit.connect() as jd:          # embedded JD when no URL is configured
         await jd.list_nodes()
 
-Message types live in `jdkit.pb`; errors are described in `jdkit._exceptions`.
+Every way to a client takes one `ClientOptions` (or its fields as keywords).
+The public modules: `jdkit` (client, options, errors, providers, dry-run
+journal), `jdkit.auth` (token sources), `jdkit.server` (the embedded JD and
+its token verifiers), `jdkit.testing` (fixtures), `jdkit.pb` (message types),
+`jdkit.selectors`, `jdkit.display` (tables). Every error is a `JDError`; the
+errors of a call are `RPCError`s named after the gRPC status. The Docker
+provider's names (`DockerProvider`, `DockerConfig`, `DockerProviderError`,
+`sweep_docker`) are imported on first use: they need the `docker` extra.
+
+Also here: `METHODS` (every RPC's `Method`, by path) and `WRITES` (the paths
+of the writes: what dry-run journals and what is retried only when it
+provably never arrived); `ServingStatus`, the gRPC health states;
+`UnaryNext` and `StreamNext`, the types of the `proceed` an `Interceptor` is
+given; `__version__`.
 """
 
 from jdkit import pb, selectors
@@ -37,6 +50,7 @@ from jdkit._exceptions import (
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit._methods import METHODS, WRITES, Method
+from jdkit._options import ClientOptions
 from jdkit._providers import (
     EmbeddedProvider,
     Provider,
@@ -49,6 +63,7 @@ from jdkit._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
+_LAZY = frozenset({"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"})
 
 _NODE = {
     "SimulatedNode",
@@ -65,16 +80,24 @@ _NODE = {
 
 def __getattr__(name: str) -> object:
     # DockerProvider & co. need the optional `docker` extra: resolved on use.
-    from jdkit import _providers
+    if name in _LAZY:
+        from jdkit import _providers
 
-    if name in _providers._DOCKER:
-        return getattr(_providers, name)
+        value = getattr(_providers, name)
+        globals()[name] = value
+        return value
     if name in _NODE:
         # the node protocol needs the optional `node` extra: resolved on use
         from jdkit._wsrpc import _api
 
-        return getattr(_api, name)
+        value = getattr(_api, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY | _NODE)
 
 
 __all__ = [
@@ -87,8 +110,12 @@ __all__ = [
     "CancelledError",
     "ChallengeRequiredError",
     "ClientClosedError",
+    "ClientOptions",
     "ConfigError",
     "DeadlineExceededError",
+    "DockerConfig",
+    "DockerProvider",
+    "DockerProviderError",
     "DryRunError",
     "EmbeddedProvider",
     "FailedPreconditionError",
@@ -96,22 +123,28 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "JDError",
+    "JDKeyMismatchError",
     "JobDistributor",
     "Journal",
     "JournalEntry",
     "Message",
     "Method",
+    "NodeAlreadyConnectedError",
+    "NodeKeyRefusedError",
+    "NodeProtocolError",
     "NotFoundError",
     "PermissionDeniedError",
     "ProtocolError",
     "Provider",
     "ProviderNotInitializedError",
     "RPCError",
+    "ReceivedProposal",
     "RemoteConfig",
     "RemoteProvider",
     "ResourceExhaustedError",
     "RetryPolicy",
     "ServingStatus",
+    "SimulatedFleet",
     "SimulatedNode",
     "StreamNext",
     "TLSConfig",
@@ -120,10 +153,13 @@ __all__ = [
     "UnavailableError",
     "UnimplementedError",
     "WrongEventLoopError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
     "__version__",
     "connect",
     "pb",
     "selectors",
     "show",
+    "sweep_docker",
     "table",
 ]

@@ -5,17 +5,23 @@
 
 Every RPC is an async method taking and returning the generated dataclasses
 (`jdkit.pb`). Each call runs through the interceptor chain composed once in
-`__init__` (deadline -> user interceptors -> dry-run -> retry -> auth ->
-transport); failures surface as the typed errors of `jdkit._exceptions`.
+`__init__`, outermost first:
+
+    deadline -> your interceptors -> dry-run -> retry -> auth -> transport
+
+so your interceptors see each call once, with its deadline set, whether it
+is then journaled (dry-run: writes stop there, reads go on) or sent; retries
+happen below them, and each attempt gets a fresh token from auth. Failures
+surface as the typed errors exported by `jdkit` (`jdkit.JDError` and its
+subclasses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
@@ -24,10 +30,9 @@ import betterproto2
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 
-from jdkit._channel import Target, TLSConfig, open_channel, parse_target
+from jdkit._channel import open_channel
 from jdkit._exceptions import (
     ClientClosedError,
-    ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
@@ -48,18 +53,18 @@ from jdkit._interceptors import (
     chain_unary,
 )
 from jdkit._methods import METHODS
+from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_metadata, check_timeout
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
 from jdkit.pb import app, csa, health, job, node, probation
 
 if TYPE_CHECKING:
-    from jdkit._auth import TokenManager, TokenSource
     from jdkit._dryrun import Journal
+
+__all__ = ["DEFAULT_TIMEOUT", "CallOptions", "JobDistributor", "ServingStatus", "check_timeout"]
 
 R = TypeVar("R", bound=betterproto2.Message)
 
 ServingStatus = health.HealthCheckResponseServingStatus
-
-DEFAULT_TIMEOUT = 30.0
 
 #: Backoff between health polls and stream reconnects: the retry policy's
 #: full-jitter schedule, without its attempt limit.
@@ -92,20 +97,6 @@ async def _send(stream: Any, call: Call) -> None:
         ) from None
 
 
-def check_timeout(field: str, timeout: object) -> None:
-    """A deadline is None or a finite positive number of seconds."""
-    ok = timeout is None or (
-        isinstance(timeout, int | float)
-        and not isinstance(timeout, bool)
-        and math.isfinite(timeout)
-        and timeout > 0
-    )
-    if not ok:
-        raise ConfigError(
-            field, f"must be a finite positive number of seconds or None, got {timeout!r}"
-        )
-
-
 def _check_options(name: str, opts: CallOptions) -> None:
     unknown = set(opts) - _OPTION_NAMES
     if unknown:
@@ -115,12 +106,9 @@ def _check_options(name: str, opts: CallOptions) -> None:
         )
     if "timeout" in opts:
         check_timeout("timeout", opts["timeout"])
-    retry = opts.get("retry")
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise ConfigError("retry", f"expected a RetryPolicy, got {type(retry).__name__}")
-    for key, value in (opts.get("metadata") or {}).items():
-        if not isinstance(key, str) or key != key.lower() or not isinstance(value, str):
-            raise ConfigError("metadata", f"keys must be lower-case str and values str: {key!r}")
+    if "retry" in opts and not isinstance(opts["retry"], RetryPolicy):
+        ClientOptions(retry=opts["retry"])  # raises ConfigError("retry", ...)
+    check_metadata("metadata", opts.get("metadata"))
 
 
 class CallOptions(TypedDict, total=False):
@@ -139,51 +127,39 @@ class JobDistributor:
 
     Build it with `JobDistributor.connect(target, ...)`; use it as an async
     context manager (or call `aclose()`) so the channel is closed.
+    `client.options` is the `ClientOptions` it was made with.
     """
 
-    def __init__(
-        self,
-        channel: Channel,
-        *,
-        target: Target,
-        secure: bool,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        auth: TokenSource | TokenManager | None = None,
-        allow_insecure_auth: bool = False,
-        interceptors: Sequence[Interceptor] = (),
-        dry_run: bool | Journal = False,
-        metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        check_timeout("timeout", timeout)
+    def __init__(self, channel: Channel, options: ClientOptions, /) -> None:
+        """A client over an open `channel` (normally made by `connect()`)."""
+        if not isinstance(options, ClientOptions):
+            raise TypeError(f"expected ClientOptions, got {type(options).__name__}")
+        self.options = options
         self._channel = channel
         self._owns_channel = True
-        self._settings: dict[str, object] = dict(
-            target=target,
-            secure=secure,
-            timeout=timeout,
-            retry=retry,
-            auth=auth,
-            allow_insecure_auth=allow_insecure_auth,
-            interceptors=tuple(interceptors),
-            metadata=metadata,
-        )
-        self.target = target
-        self.secure = secure
-        self._metadata = dict(metadata or {})
-        self.retry_policy = retry if retry is not None else RetryPolicy()
-        chain: list[Interceptor] = [DeadlineInterceptor(timeout), *interceptors]
+        self.target = options.parsed_target()
+        self.secure = options.resolved_tls() is not None
+        self._metadata = dict(options.metadata or {})
+        self.retry_policy = options.retry if options.retry is not None else RetryPolicy()
+        chain: list[Interceptor] = [DeadlineInterceptor(options.timeout), *options.interceptors]
         self.journal: Journal | None = None
-        if dry_run is not False:
+        if options.dry_run is not False:
             from jdkit._dryrun import DryRunInterceptor, Journal
 
-            self.journal = dry_run if isinstance(dry_run, Journal) else Journal()
+            dry = options.dry_run
+            self.journal = dry if isinstance(dry, Journal) else Journal()
             chain.append(DryRunInterceptor(self.journal))
         chain.append(RetryInterceptor(self.retry_policy))
-        if auth is not None:
-            from jdkit._auth import AuthInterceptor
+        if options.auth is not None:
+            from jdkit.auth._interceptor import build_auth_interceptor
 
-            chain.append(AuthInterceptor(auth, secure=secure, allow_insecure=allow_insecure_auth))
+            chain.append(
+                build_auth_interceptor(
+                    options.auth,
+                    secure=self.secure,
+                    allow_insecure=bool(options.allow_insecure_auth),
+                )
+            )
         self.interceptors: tuple[Interceptor, ...] = tuple(chain)
         self._unary_chain: UnaryNext = chain_unary(chain, self._transport_unary)
         self._stream_chain: StreamNext = chain_stream(chain, self._transport_stream)
@@ -194,24 +170,20 @@ class JobDistributor:
     @classmethod
     def connect(
         cls,
-        target: str,
+        target: str | None = None,
         *,
-        tls: TLSConfig | bool | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        auth: TokenSource | TokenManager | None = None,
-        allow_insecure_auth: bool = False,
-        interceptors: Sequence[Interceptor] = (),
-        dry_run: bool | Journal = False,
-        metadata: Mapping[str, str] | None = None,
+        options: ClientOptions | None = None,
+        **overrides: Any,
     ) -> JobDistributor:
         """Open a (lazily connecting) client to `target`.
 
-        `tls`: a `TLSConfig`, True for TLS with system roots, False/None for
-        plaintext unless the target says `grpcs://`.
+        `options` (a `ClientOptions`) and keyword overrides of its fields
+        (`timeout=5`, `auth=...`) say how; `target` overrides theirs.
         """
-        parsed = parse_target(target)
-        check_timeout("timeout", timeout)  # before the channel: no event loop needed to refuse
+        if target is not None:
+            overrides["target"] = target
+        opts = ClientOptions.of(options, **overrides)  # no event loop needed to refuse
+        parsed = opts.parsed_target()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -220,26 +192,7 @@ class JobDistributor:
                 "use the client (grpclib binds a channel to its loop); e.g. in an async "
                 "function, or use `async with jdkit.connect(...)`"
             ) from None
-        if tls is True or (tls is None and parsed.tls):
-            tls = TLSConfig()
-        elif tls is False or tls is None:
-            if parsed.tls:
-                raise ConfigError("tls", f"target {target!r} asks for TLS but tls=False was given")
-            tls = None
-        elif not isinstance(tls, TLSConfig):
-            raise ConfigError("tls", f"expected TLSConfig or bool, got {type(tls).__name__}")
-        client = cls(
-            open_channel(parsed, tls),
-            target=parsed,
-            secure=tls is not None,
-            timeout=timeout,
-            retry=retry,
-            auth=auth,
-            allow_insecure_auth=allow_insecure_auth,
-            interceptors=interceptors,
-            dry_run=dry_run,
-            metadata=metadata,
-        )
+        client = cls(open_channel(parsed, opts), opts)
         client._loop = loop
         return client
 
@@ -270,8 +223,7 @@ class JobDistributor:
 
         view = JobDistributor(
             self._channel,
-            dry_run=journal if journal is not None else Journal(),
-            **self._settings,  # type: ignore[arg-type]
+            self.options.replace(dry_run=journal if journal is not None else Journal()),
         )
         view._owns_channel = False
         view._parent = self

@@ -91,7 +91,8 @@ class EmbeddedJD:
             raise ConfigError(
                 "auth",
                 f"{type(auth).__name__} is not a server auth hook; pass e.g. "
-                "jdkit._server._auth.StaticTokens([...]) (StaticToken is the client side)",
+                "jdkit.server.StaticTokenVerifier([...]) (jdkit.auth.StaticToken is the "
+                "client side)",
             )
         for name, value in (
             ("port", port),

@@ -268,7 +268,8 @@ class EmbeddedJD:
         key = await asyncio.to_thread(_csa.unseal, secret, public_hex, sealed)
         port = nodeport.NodePort(self._state, self.host, self._node_port_wanted or 0)
         self._state.port = port  # type: ignore[attr-defined]
-        sock = _bind(self.host, self._node_port_wanted or 0, "node_port")
+        # a fleet of nodes dials at once (and reconnects at once after a JD restart)
+        sock = _bind(self.host, self._node_port_wanted or 0, "node_port", backlog=1024)
         await port.start(key, sock)
         del key  # from here on only the TLS context holds it
         self._nodeport = port
@@ -421,7 +422,7 @@ def _import_nodeport() -> Any:
     return _nodeport
 
 
-def _bind(host: str, port: int, field: str = "port") -> socket.socket:
+def _bind(host: str, port: int, field: str = "port", backlog: int = 128) -> socket.socket:
     """Our own listening socket, so the real port is known when port=0."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -435,7 +436,7 @@ def _bind(host: str, port: int, field: str = "port") -> socket.socket:
             if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(addr)
-            sock.listen(128)
+            sock.listen(backlog)
         except BaseException:
             sock.close()
             raise

@@ -170,6 +170,9 @@ class NodePort:
         """node id -> public key hex of every live connection."""
         return {nid: c.key.hex() for nid, c in self._conns.items() if c.ws is not None}
 
+    def has_connection(self, node_id: str) -> bool:
+        return node_id in self._conns
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -384,13 +387,10 @@ class NodePort:
         info = await self.state.delivery(prop_id)
         if info is None:
             return
-        _, uuid, revision, spec, db_connected = info
+        _, uuid, revision, spec, _ = info
         conn = self._conns.get(node_id)
         if conn is not None and conn.ready:
             await self._deliver(conn, prop_id, uuid, revision, spec)
-        elif conn is None and db_connected:
-            # connected only through the Python helper (no wsrpc): delivered as before
-            await self.state.mark_delivered(prop_id)
 
     def job_gone(self, node_id: str, uuid: str, method: str) -> None:
         """The operator revoked (`RevokeJob`) or deleted (`DeleteJob`) a job."""
@@ -415,8 +415,12 @@ class NodePort:
 class LiveState(JDState):
     """`JDState` whose operator writes reach connected nodes through `port`."""
 
-    live_delivery = True
     port: NodePort | None = None
+
+    def _delivered_on_create(self, node_id: str, connected: bool) -> bool:
+        # a node on a wsrpc connection: DELIVERED once it took ProposeJob;
+        # one connected only through the Python helper: at once, as before
+        return connected and (self.port is None or not self.port.has_connection(node_id))
 
     async def register_node(self, name: str, public_key: str, labels: Sequence[Label]) -> Node:
         node = await super().register_node(name, public_key, labels)

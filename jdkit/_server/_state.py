@@ -139,6 +139,15 @@ async def _with_reports(tx: Tx, nodes: list[Node]) -> list[Node]:
     """Fill in what the nodes last reported over the node protocol (UpdateNode)."""
     ids = [n.id for n in nodes]
     reports: dict[str, Row] = {}
+    if len(ids) == 1:  # a point query (no thread hop on SQLite)
+        one = await tx.fetchone(
+            "SELECT node_id, version, workflow_key, nop_friendly_name, p2p_key_bundles"
+            " FROM jd_node_reports WHERE node_id = ?",
+            ids,
+        )
+        ids = []
+        if one is not None:
+            reports[one[0]] = one
     for i in range(0, len(ids), MAX_SQL_ITEMS):
         chunk = ids[i : i + MAX_SQL_ITEMS]
         marks = ", ".join("?" for _ in chunk)
@@ -224,10 +233,6 @@ class _Where:
 
 class JDState:
     """JD's data and rules on top of a `Database`."""
-
-    #: True when proposals really travel to nodes (the node port): a proposal
-    #: is then DELIVERED only once the node took it, not on creation.
-    live_delivery = False
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -598,7 +603,7 @@ class JDState:
             )
         delivery = (
             ProposalDeliveryStatus.DELIVERED
-            if node[1] and not self.live_delivery
+            if self._delivered_on_create(node_id, bool(node[1]))
             else ProposalDeliveryStatus.UNSPECIFIED
         )
         await tx.execute(
@@ -843,6 +848,12 @@ class JDState:
 
     # ------------------------------------------ node-facing protocol
 
+    def _delivered_on_create(self, node_id: str, connected: bool) -> bool:
+        """Whether a new proposal counts as delivered at once: here, when the
+        node is connected. With a node port (`_nodeport.LiveState`) a node on
+        a real connection gets DELIVERED only once it took the proposal."""
+        return connected
+
     async def enabled_node_keys(self) -> list[tuple[str, str]]:
         """(node id, public key hex) of every enabled node: who may connect."""
         async with self.db.transaction() as tx:
@@ -895,6 +906,14 @@ class JDState:
         """(proposal id, job uuid, revision, spec) of the node's PROPOSED,
         undelivered proposals, oldest first: the backlog sent when it connects."""
         async with self.db.transaction() as tx:
+            # the usual answer is "nothing": a point query first (no thread hop on SQLite)
+            any_row = await tx.fetchone(
+                "SELECT p.id FROM jd_proposals p JOIN jd_jobs j ON j.id = p.job_id"
+                " WHERE j.node_id = ? AND p.status = ? AND p.delivery_status = ? LIMIT 1",
+                [node_id, int(ProposalStatus.PROPOSED), int(ProposalDeliveryStatus.UNSPECIFIED)],
+            )
+            if any_row is None:
+                return []
             rows = await tx.fetchall(
                 "SELECT p.id, j.uuid, p.revision, p.spec"
                 " FROM jd_proposals p JOIN jd_jobs j ON j.id = p.job_id"

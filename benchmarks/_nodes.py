@@ -128,3 +128,44 @@ async def measure(count: int) -> dict[str, float]:
             finally:
                 await fleet.stop()
     return out
+
+
+async def bench_nodes(nodes: int, report: object) -> None:
+    """Section (f): rows for the report (`benchmarks._bench.Report`)."""
+    from benchmarks._bench import Row
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    r = await measure(nodes)
+    add = report.add  # type: ignore[attr-defined]
+    add(
+        Row(
+            "f",
+            f"{nodes:,} simulated nodes connect to one embedded JD "
+            "(TLS 1.3 + WebSocket + UpdateNode each)",
+            f"{r['connect_s']:.1f} s",
+            "target < 10 s",
+            "",
+            f"CPU used: JD {r['connect_jd_cpu_s']:.1f} s, nodes {r['connect_nodes_cpu_s']:.1f} s; "
+            f"load average {load:.1f} at start (shared machine); "
+            f"registering them first took {r['register_s']:.1f} s",
+        ),
+        Row(
+            "f",
+            f"BatchProposeJob to all {nodes:,}, until every node's ApprovedJob was taken",
+            f"{r['all_approved_s']:.1f} s",
+            "target < 5 s",
+            "",
+            f"the call itself {r['batch_call_s'] * 1000:.0f} ms; CPU used: JD "
+            f"{r['approve_jd_cpu_s']:.1f} s, nodes {r['approve_nodes_cpu_s']:.1f} s; "
+            f"{int(r['approved']):,} APPROVED in ListProposals",
+        ),
+        Row(
+            "f",
+            "memory per connected node (RSS growth / nodes)",
+            f"JD {r['jd_kib_per_node']:.0f} KiB",
+            f"SimulatedNode {r['node_kib_per_node']:.0f} KiB",
+            "",
+            "JD: TLS session, WebSocket protocol, RPC endpoint; node: the same plus its own "
+            "TLS context",
+        ),
+    )

@@ -46,6 +46,7 @@ from jdkit._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    VersionError,
     WrongEventLoopError,
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
@@ -60,6 +61,7 @@ from jdkit._providers import (
     connect,
 )
 from jdkit._retry import RetryPolicy
+from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
 __version__ = "0.1.0"
 
@@ -132,8 +134,10 @@ __all__ = [
     "NodeAlreadyConnectedError",
     "NodeKeyRefusedError",
     "NodeProtocolError",
+    "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProposalWaitError",
     "ProtocolError",
     "Provider",
     "ProviderNotInitializedError",
@@ -143,6 +147,8 @@ __all__ = [
     "RemoteProvider",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Rollout",
+    "RolloutStatus",
     "ServingStatus",
     "SimulatedFleet",
     "SimulatedNode",
@@ -152,6 +158,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "VersionError",
     "WrongEventLoopError",
     "WsrpcCallError",
     "WsrpcTimeoutError",

@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
@@ -29,6 +30,7 @@ import anyio
 import betterproto2
 from grpclib.client import Channel
 from grpclib.const import Cardinality
+from grpclib.exceptions import GRPCError
 
 from jdkit._channel import open_channel
 from jdkit._exceptions import (
@@ -55,10 +57,14 @@ from jdkit._interceptors import (
 from jdkit._methods import METHODS
 from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_metadata, check_timeout
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
+from jdkit._tasks import _pagers, _requests, _rollout, _status, _waiters
+from jdkit._tasks._requests import LabelsLike, SelectorLike
+from jdkit._transport import Wire, heard_from, recv_message, send_message, user_agent
 from jdkit.pb import app, csa, health, job, node, probation
 
 if TYPE_CHECKING:
     from jdkit._dryrun import Journal
+    from jdkit._version import VersionCheck
 
 __all__ = ["DEFAULT_TIMEOUT", "CallOptions", "JobDistributor", "ServingStatus", "check_timeout"]
 
@@ -85,10 +91,10 @@ def _drop_stray_cancels(task: asyncio.Task[object] | None, before: int) -> None:
             task.uncancel()
 
 
-async def _send(stream: Any, call: Call) -> None:
+async def _send(stream: Any, call: Call, wire: Wire) -> None:
     """Send the request; a value that cannot be encoded is the caller's mistake."""
     try:
-        await stream.send_message(call.request, end=True)
+        await send_message(stream, call.request, wire, call.method.path)
     except (UnicodeError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         if isinstance(exc, OSError):  # ssl.SSLCertVerificationError is a ValueError too
             raise
@@ -141,7 +147,20 @@ class JobDistributor:
         self.secure = options.resolved_tls() is not None
         self._metadata = dict(options.metadata or {})
         self.retry_policy = options.retry if options.retry is not None else RetryPolicy()
+        self._wire = Wire(
+            max_receive=options.max_receive_message_size,
+            max_send=options.max_send_message_size,
+            keepalive_time=options.keepalive_time,
+            keepalive_timeout=options.keepalive_timeout,
+            user_agent=user_agent(),
+        )
         chain: list[Interceptor] = [DeadlineInterceptor(options.timeout), *options.interceptors]
+        self._version_check: VersionCheck | None = None
+        if options.min_version is not None:
+            from jdkit._version import VersionCheck
+
+            self._version_check = VersionCheck(self, options.min_version)
+            chain.insert(0, self._version_check)
         self.journal: Journal | None = None
         if options.dry_run is not False:
             from jdkit._dryrun import DryRunInterceptor, Journal
@@ -231,6 +250,8 @@ class JobDistributor:
         return view
 
     async def aclose(self) -> None:
+        """Close the channel and the interceptors' resources; later calls raise
+        `ClientClosedError`. A dry-run view closes only itself."""
         if not self._closed:
             self._closed = True
             if not self._owns_channel:
@@ -275,8 +296,16 @@ class JobDistributor:
         return response
 
     def _call_metadata(self, opts: CallOptions) -> dict[str, str]:
+        """The client's metadata, the call's over it, and an `x-request-id` unless given.
+
+        The id is one per logical call (its retries carry the same one), so a
+        server's log lines for all attempts can be found from either side.
+        """
         extra = opts.get("metadata")
-        return {**self._metadata, **extra} if extra else dict(self._metadata)
+        md = {**self._metadata, **extra} if extra else dict(self._metadata)
+        if "x-request-id" not in md:
+            md["x-request-id"] = uuid.uuid4().hex
+        return md
 
     async def _transport_unary(self, call: Call) -> Message:
         self._check_usable()
@@ -286,6 +315,7 @@ class JobDistributor:
         m = call.method
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
+        stream = None
         try:
             async with self._channel.request(
                 m.path,
@@ -295,10 +325,14 @@ class JobDistributor:
                 timeout=remaining,
                 metadata=call.metadata or None,
             ) as stream:
-                await _send(stream, call)
-                response = await stream.recv_message()
+                await _send(stream, call, self._wire)
+                response: Message | None = await recv_message(
+                    stream, self._wire, m.path, write=m.write
+                )
         except Exception as exc:
             _drop_stray_cancels(task, cancels)
+            if isinstance(exc, GRPCError):
+                heard_from(stream)
             raise map_error(exc, m.path) from exc
         if response is None:
             raise ProtocolError(f"{m.path} answered OK without a message")
@@ -318,8 +352,8 @@ class JobDistributor:
                 timeout=call.time_remaining(),
                 metadata=call.metadata or None,
             ) as stream:
-                await _send(stream, call)
-                async for message in stream:
+                await _send(stream, call, self._wire)
+                while (message := await recv_message(stream, self._wire, m.path)) is not None:
                     yield message
         except Exception as exc:
             _drop_stray_cancels(task, cancels)
@@ -346,6 +380,15 @@ class JobDistributor:
                 "JD has no CSA keypair", method="/api.csa.v1.CSAService/ListKeypairs"
             )
         return keypairs[0].public_key
+
+    async def check_version(self) -> None:
+        """Check `min_version` now; it is otherwise checked before the first call.
+
+        Raises `VersionError` naming both versions; without `min_version`
+        this does nothing.
+        """
+        if self._version_check is not None:
+            await self._version_check.verify()
 
     # -- health
 
@@ -430,6 +473,7 @@ class JobDistributor:
     async def version(
         self, request: app.VersionRequest | None = None, **opts: Unpack[CallOptions]
     ) -> app.VersionResponse:
+        """The JD server's version string (AppService/Version)."""
         return await self._unary(
             "/api.app.v1.AppService/Version",
             request or app.VersionRequest(),
@@ -442,6 +486,7 @@ class JobDistributor:
     async def get_keypair(
         self, request: csa.GetKeypairRequest | None = None, **opts: Unpack[CallOptions]
     ) -> csa.GetKeypairResponse:
+        """JD's active CSA keypair (public half only); `NotFoundError` when JD has none."""
         return await self._unary(
             "/api.csa.v1.CSAService/GetKeypair",
             request or csa.GetKeypairRequest(),
@@ -452,6 +497,7 @@ class JobDistributor:
     async def list_keypairs(
         self, request: csa.ListKeypairsRequest | None = None, **opts: Unpack[CallOptions]
     ) -> csa.ListKeypairsResponse:
+        """All of JD's CSA keypairs; `get_csa_public_key()` is the usual shortcut."""
         return await self._unary(
             "/api.csa.v1.CSAService/ListKeypairs",
             request or csa.ListKeypairsRequest(),
@@ -464,23 +510,63 @@ class JobDistributor:
     async def register_node(
         self, request: node.RegisterNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.RegisterNodeResponse:
+        """Register a node by name and CSA public key (hex); an enabled, not connected node.
+
+        A key registered already is `AlreadyExistsError`; `ensure_node` makes
+        this idempotent. `.node` is always set by JD (typed Optional by proto3).
+        """
         return await self._unary(
             "/api.node.v1.NodeService/RegisterNode", request, node.RegisterNodeResponse, opts
         )
 
     async def get_node(
-        self, request: node.GetNodeRequest, **opts: Unpack[CallOptions]
+        self,
+        request: node.GetNodeRequest | None = None,
+        *,
+        id: str | None = None,
+        public_key: str | None = None,
+        **opts: Unpack[CallOptions],
     ) -> node.GetNodeResponse:
+        """One node by `id=` or `public_key=` (or a request); `NotFoundError` when absent.
+
+        `.node` is always set by JD; `ensure_node` returns a plain `Node`.
+        """
         return await self._unary(
-            "/api.node.v1.NodeService/GetNode", request, node.GetNodeResponse, opts
+            "/api.node.v1.NodeService/GetNode",
+            _requests.get_node(request, id=id, public_key=public_key),
+            node.GetNodeResponse,
+            opts,
         )
 
     async def list_nodes(
-        self, request: node.ListNodesRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: node.ListNodesRequest | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        enabled: bool | None = None,
+        ids: Sequence[str] | None = None,
+        public_keys: Sequence[str] | None = None,
+        page_size: int | None = None,
+        page: int | None = None,
+        **opts: Unpack[CallOptions],
     ) -> node.ListNodesResponse:
+        """One ListNodes call; filters as keywords or a request, not both.
+
+        `selector` is selector text (`"env=dev, !canary"`) or `Selector`s, all
+        of which must match. Without `page_size` JD returns every match; to
+        walk all pages whatever the server does, use `iter_nodes`.
+        """
         return await self._unary(
             "/api.node.v1.NodeService/ListNodes",
-            request or node.ListNodesRequest(),
+            _requests.list_nodes(
+                request,
+                selector=selector,
+                enabled=enabled,
+                ids=ids,
+                public_keys=public_keys,
+                page_size=page_size,
+                page=page,
+            ),
             node.ListNodesResponse,
             opts,
         )
@@ -488,6 +574,11 @@ class JobDistributor:
     async def update_node(
         self, request: node.UpdateNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.UpdateNodeResponse:
+        """Change a node's name, public key or labels.
+
+        Empty strings and an empty label list mean "leave unchanged"; a
+        non-empty label list replaces all labels.
+        """
         return await self._unary(
             "/api.node.v1.NodeService/UpdateNode", request, node.UpdateNodeResponse, opts
         )
@@ -495,6 +586,7 @@ class JobDistributor:
     async def enable_node(
         self, request: node.EnableNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.EnableNodeResponse:
+        """Enable a node again (`NotFoundError` when absent)."""
         return await self._unary(
             "/api.node.v1.NodeService/EnableNode", request, node.EnableNodeResponse, opts
         )
@@ -502,16 +594,22 @@ class JobDistributor:
     async def disable_node(
         self, request: node.DisableNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.DisableNodeResponse:
+        """Disable a node: JD refuses new proposals to it until it is enabled."""
         return await self._unary(
             "/api.node.v1.NodeService/DisableNode", request, node.DisableNodeResponse, opts
         )
 
     async def list_node_chain_configs(
-        self, request: node.ListNodeChainConfigsRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: node.ListNodeChainConfigsRequest | None = None,
+        *,
+        node_ids: Sequence[str] | None = None,
+        **opts: Unpack[CallOptions],
     ) -> node.ListNodeChainConfigsResponse:
+        """The chain configs nodes reported, all or for `node_ids=`."""
         return await self._unary(
             "/api.node.v1.NodeService/ListNodeChainConfigs",
-            request or node.ListNodeChainConfigsRequest(),
+            _requests.list_node_chain_configs(request, node_ids=node_ids),
             node.ListNodeChainConfigsResponse,
             opts,
         )
@@ -521,21 +619,57 @@ class JobDistributor:
     async def batch_propose_job(
         self, request: job.BatchProposeJobRequest, **opts: Unpack[CallOptions]
     ) -> job.BatchProposeJobResponse:
+        """Propose one spec to many node ids; each node succeeds or fails on its own.
+
+        Results are keyed by node id in `success_responses` / `failed_responses`.
+        `propose` adds selectors, chunking and a `Rollout` on top.
+        """
         return await self._unary(
             "/api.job.v1.JobService/BatchProposeJob", request, job.BatchProposeJobResponse, opts
         )
 
     async def get_job(
-        self, request: job.GetJobRequest, **opts: Unpack[CallOptions]
+        self,
+        request: job.GetJobRequest | None = None,
+        *,
+        id: str | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.GetJobResponse:
-        return await self._unary("/api.job.v1.JobService/GetJob", request, job.GetJobResponse, opts)
+        """One job by `id=` (a job id, not the externalJobID); `NotFoundError` when absent."""
+        return await self._unary(
+            "/api.job.v1.JobService/GetJob",
+            _requests.get_job(request, id=id),
+            job.GetJobResponse,
+            opts,
+        )
 
     async def list_jobs(
-        self, request: job.ListJobsRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: job.ListJobsRequest | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        ids: Sequence[str] | None = None,
+        node_ids: Sequence[str] | None = None,
+        uuids: Sequence[str] | None = None,
+        include_deleted: bool | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.ListJobsResponse:
+        """Jobs matching every filter given (keywords or a request, not both).
+
+        `uuids` are externalJobIDs: one per node that was proposed the spec.
+        `selector` matches the job's labels. Deleted jobs only with
+        `include_deleted=True`.
+        """
         return await self._unary(
             "/api.job.v1.JobService/ListJobs",
-            request or job.ListJobsRequest(),
+            _requests.list_jobs(
+                request,
+                selector=selector,
+                ids=ids,
+                node_ids=node_ids,
+                uuids=uuids,
+                include_deleted=include_deleted,
+            ),
             job.ListJobsResponse,
             opts,
         )
@@ -543,6 +677,7 @@ class JobDistributor:
     async def update_job(
         self, request: job.UpdateJobRequest, **opts: Unpack[CallOptions]
     ) -> job.UpdateJobResponse:
+        """Replace a job's labels (when non-empty) and/or set its rollback policy id."""
         return await self._unary(
             "/api.job.v1.JobService/UpdateJob", request, job.UpdateJobResponse, opts
         )
@@ -550,6 +685,11 @@ class JobDistributor:
     async def revoke_job(
         self, request: job.RevokeJobRequest, **opts: Unpack[CallOptions]
     ) -> job.RevokeJobResponse:
+        """Revoke the job's latest proposal (only while PROPOSED or CANCELLED).
+
+        `id` may be the job id or the proposal id: JD's API calls it a
+        proposal id, upstream's in-memory JD looks it up as a job id.
+        """
         return await self._unary(
             "/api.job.v1.JobService/RevokeJob", request, job.RevokeJobResponse, opts
         )
@@ -557,23 +697,42 @@ class JobDistributor:
     async def delete_job(
         self, request: job.DeleteJobRequest, **opts: Unpack[CallOptions]
     ) -> job.DeleteJobResponse:
+        """Soft-delete a job (sets `deleted_at`); ListJobs then hides it unless asked."""
         return await self._unary(
             "/api.job.v1.JobService/DeleteJob", request, job.DeleteJobResponse, opts
         )
 
     async def get_proposal(
-        self, request: job.GetProposalRequest, **opts: Unpack[CallOptions]
+        self,
+        request: job.GetProposalRequest | None = None,
+        *,
+        id: str | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.GetProposalResponse:
+        """One proposal (with its spec) by `id=`; `NotFoundError` when absent."""
         return await self._unary(
-            "/api.job.v1.JobService/GetProposal", request, job.GetProposalResponse, opts
+            "/api.job.v1.JobService/GetProposal",
+            _requests.get_proposal(request, id=id),
+            job.GetProposalResponse,
+            opts,
         )
 
     async def list_proposals(
-        self, request: job.ListProposalsRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: job.ListProposalsRequest | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        job_ids: Sequence[str] | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.ListProposalsResponse:
+        """Proposals by `ids=` and/or `job_ids=` (keywords or a request, not both).
+
+        JD cannot filter by status or node: `rollout_status` and
+        `wait_for_proposals` do that join for you.
+        """
         return await self._unary(
             "/api.job.v1.JobService/ListProposals",
-            request or job.ListProposalsRequest(),
+            _requests.list_proposals(request, ids=ids, job_ids=job_ids),
             job.ListProposalsResponse,
             opts,
         )
@@ -583,6 +742,7 @@ class JobDistributor:
     async def create_rollback_policy(
         self, request: probation.CreateRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.CreateRollbackPolicyResponse:
+        """Create a rollback policy (a free-form `google.protobuf.Struct`)."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/CreateRollbackPolicy",
             request,
@@ -593,6 +753,7 @@ class JobDistributor:
     async def get_rollback_policy(
         self, request: probation.GetRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.GetRollbackPolicyResponse:
+        """One rollback policy by id; `NotFoundError` when absent."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/GetRollbackPolicy",
             request,
@@ -605,6 +766,7 @@ class JobDistributor:
         request: probation.ListRollbackPoliciesRequest | None = None,
         **opts: Unpack[CallOptions],
     ) -> probation.ListRollbackPoliciesResponse:
+        """Rollback policies, all or by ids."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/ListRollbackPolicies",
             request or probation.ListRollbackPoliciesRequest(),
@@ -615,9 +777,156 @@ class JobDistributor:
     async def update_rollback_policy(
         self, request: probation.UpdateRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.UpdateRollbackPolicyResponse:
+        """Replace a rollback policy's document."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/UpdateRollbackPolicy",
             request,
             probation.UpdateRollbackPolicyResponse,
             opts,
         )
+
+    # -- task helpers (jdkit/_tasks): loops and joins over the RPCs above
+
+    def iter_nodes(
+        self,
+        *,
+        selector: SelectorLike | None = None,
+        enabled: bool | None = None,
+        ids: Sequence[str] | None = None,
+        public_keys: Sequence[str] | None = None,
+        page_size: int = _pagers.NODE_PAGE,
+        **opts: Unpack[CallOptions],
+    ) -> AsyncIterator[node.Node]:
+        """Every matching node, page by page: `async for n in jd.iter_nodes(selector=...)`.
+
+        Correct against servers that page, servers that ignore paging and
+        servers that leave `total_count` unset; no node is yielded twice.
+        """
+        return _pagers.iter_nodes(
+            self,
+            selector=selector,
+            enabled=enabled,
+            ids=ids,
+            public_keys=public_keys,
+            page_size=page_size,
+            **opts,
+        )
+
+    def iter_jobs(
+        self,
+        *,
+        selector: SelectorLike | None = None,
+        ids: Sequence[str] | None = None,
+        node_ids: Sequence[str] | None = None,
+        uuids: Sequence[str] | None = None,
+        include_deleted: bool = False,
+        **opts: Unpack[CallOptions],
+    ) -> AsyncIterator[job.Job]:
+        """Every matching job (JD's ListJobs does not page; long id lists go in chunks)."""
+        return _pagers.iter_jobs(
+            self,
+            selector=selector,
+            ids=ids,
+            node_ids=node_ids,
+            uuids=uuids,
+            include_deleted=include_deleted,
+            **opts,
+        )
+
+    def iter_proposals(
+        self,
+        *,
+        ids: Sequence[str] | None = None,
+        job_ids: Sequence[str] | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> AsyncIterator[job.Proposal]:
+        """Every matching proposal (ListProposals does not page; long id lists go in chunks)."""
+        return _pagers.iter_proposals(self, ids=ids, job_ids=job_ids, **opts)
+
+    async def propose(
+        self,
+        spec: str,
+        *,
+        nodes: _rollout.NodesLike,
+        labels: LabelsLike = (),
+        chunk_size: int = _rollout.DEFAULT_CHUNK,
+        progress: _rollout.Progress | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> _rollout.Rollout:
+        """Propose `spec` to many nodes; per node a proposal or the reason it failed.
+
+        `nodes` is selector text or `Selector`s (the enabled nodes that match;
+        none matching is a `ConfigError`), or node ids / `Node`s. Proposing a
+        spec again with the same externalJobID makes the next revision.
+        BatchProposeJob is sent `chunk_size` nodes at a time and
+        `progress(done, total)` is called after each chunk. A chunk that fails
+        as a whole (e.g. UNAVAILABLE) marks its nodes failed and the rest go on;
+        a spec or auth problem raises. Under dry-run nothing is sent and the
+        rollout holds the planned proposals.
+        """
+        return await _rollout.propose(
+            self, spec, nodes=nodes, labels=labels, chunk_size=chunk_size, progress=progress, **opts
+        )
+
+    async def wait_for_proposals(
+        self,
+        proposals: _waiters.ProposalsLike,
+        *,
+        status: job.ProposalStatus | str = job.ProposalStatus.APPROVED,
+        timeout: float | None,
+        progress: _waiters.WaitProgress | None = None,
+        **opts: Unpack[_waiters.PollOptions],
+    ) -> dict[str, job.Proposal]:
+        """Poll until every proposal has `status`; node id -> final proposal.
+
+        Takes a `Rollout`, a `{node id: Proposal}` mapping or Proposals.
+        Raises `ProposalWaitError` naming every node whose proposal ended in
+        another final status (REJECTED, CANCELLED, REVOKED) or was still
+        undecided after `timeout` seconds (None: no limit). Polls back off
+        from 50 ms to 1 s; `progress(reached, total)` is called after each.
+        A dry run returns the planned proposals at once (no node answers one).
+        """
+        return await _waiters.wait_for_proposals(
+            self, proposals, status=status, timeout=timeout, progress=progress, **opts
+        )
+
+    async def rollout_status(
+        self,
+        external_job_id: str | None = None,
+        *,
+        job_ids: Sequence[str] | None = None,
+        selector: SelectorLike | None = None,
+        nodes: _rollout.NodesLike | None = None,
+        include_deleted: bool = False,
+        **opts: Unpack[CallOptions],
+    ) -> _status.RolloutStatus:
+        """Per node: latest revision, its status, delivery status and when.
+
+        Pick the jobs by externalJobID, `job_ids=`, `selector=` (job labels)
+        and/or `nodes=` (a node selector or ids; matching nodes without the
+        job show as "not proposed"). `jdkit.show(status)` prints the table.
+        """
+        return await _status.rollout_status(
+            self,
+            external_job_id,
+            job_ids=job_ids,
+            selector=selector,
+            nodes=nodes,
+            include_deleted=include_deleted,
+            **opts,
+        )
+
+    async def ensure_node(
+        self,
+        name: str,
+        public_key: str,
+        labels: LabelsLike | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> node.Node:
+        """Register the node with `public_key`, or return it, updated to `name`/`labels`.
+
+        Safe to run again and again (and concurrently: a registration that
+        loses the race updates the winner's node). `labels=None` leaves an
+        existing node's labels alone.
+        """
+        return await _rollout.ensure_node(self, name, public_key, labels, **opts)

@@ -397,6 +397,11 @@ def jd_server_factory(
         finally:
             srv.stop()
 
+    _jd_server.__doc__ = (
+        "An embedded JD (jdkit.testing.ThreadedJD) in a background thread, shared by the tests "
+        "of its scope. Play the node with `await jd_server.approve_proposal(id)`, "
+        "`reject_proposal`, `cancel_proposal`, `set_node_connected`, `add_chain_config`."
+    )
     return pytest.fixture(scope=scope)(_jd_server)
 
 
@@ -445,6 +450,13 @@ def jd_client_factory(
         finally:
             channel.close()
 
+    _jd_client.__doc__ = (
+        f"A dry-run JobDistributor on `{server_fixture_name}`: reads reach it, writes are only "
+        "recorded in `.journal`."
+        if base.dry_run is not False
+        else f"A JobDistributor connected to `{server_fixture_name}`"
+        + (", whose state is emptied before each test." if reset is not False else ".")
+    ) + " Works from any event loop (pytest-asyncio strict or auto, anyio)."
     return pytest.fixture(scope=scope)(_jd_client)
 
 
@@ -505,6 +517,10 @@ def jd_remote_factory(
         finally:
             channel.close()
 
+    _jd_remote.__doc__ = (
+        "A JobDistributor for the JD that JD_GRPC_URL (and JD_TLS*, JD_TOKEN, ...) names; "
+        "skips when JD_GRPC_URL is unset."
+    )
     return pytest.fixture(scope=scope)(_jd_remote)
 
 
@@ -539,6 +555,11 @@ def jd_docker_factory(
             channel.close()
             started.stop()
 
+    _jd_docker.__doc__ = (
+        "A JobDistributor for JD + Postgres in Docker (DockerProvider), removed afterwards. "
+        "Opt in with --jd-docker or @pytest.mark.jd_docker; skips without a Docker engine "
+        "unless CI is set."
+    )
     # the plugin skips the tests that use this fixture unless they opted in
     _jd_docker._jdkit_docker_opt_in = opt_in  # type: ignore[attr-defined]
     return pytest.fixture(scope=scope)(_jd_docker)

@@ -19,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jdkit._exceptions import ConfigError, InvalidArgumentError
+from jdkit._redact import scrub
 
 log = logging.getLogger("jdkit.server")
 
@@ -128,6 +130,8 @@ class SQLiteDatabase(Database):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jdkit-sqlite")
 
         def connect() -> sqlite3.Connection:
+            if path != ":memory:":
+                _create_private(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -183,6 +187,28 @@ class SQLiteDatabase(Database):
         conn = self._conn
         await self._run(conn.close)
         self._executor.shutdown(wait=True)
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644
+    under the usual umask). SQLite gives the -wal and -shm files it creates
+    later the database file's mode, so they are private too. An existing
+    file is left as it is, with a warning if others may read it: it holds
+    the sealed CSA key and every job spec."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "database file %s is readable by others (mode %04o); chmod 600 it",
+                path,
+                mode,
+            )
+        return
+    except OSError:
+        return  # let sqlite3.connect report why the path cannot be opened
+    os.close(fd)
 
 
 # ------------------------------------------------------------------- Postgres
@@ -258,9 +284,11 @@ class PostgresDatabase(Database):
         except psycopg.Error as exc:
             for c in conns:
                 await c.close()
+            # libpq may quote the conninfo it could not parse: scrub the password
+            why = scrub(str(exc), *_url_secrets(url), placeholder="***")
             raise ConfigError(
-                "db", f"cannot connect to Postgres at {redact_url(url)}: {exc}"
-            ) from exc
+                "db", f"cannot connect to Postgres at {redact_url(url)}: {why}"
+            ) from None
         return cls(url, conns)
 
     async def _replace(self, conn: Any) -> Any:
@@ -316,8 +344,34 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
+_POSTGRES_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9_]+)?://", re.IGNORECASE)
+_URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
 def is_postgres_url(db: str) -> bool:
-    return db.startswith(("postgres://", "postgresql://"))
+    """`postgresql://`, `postgres://`, or either with a driver (`postgresql+psycopg://`)."""
+    return bool(_POSTGRES_SCHEME.match(db))
+
+
+def postgres_conninfo(url: str) -> str:
+    """The URL as libpq takes it: `postgresql://`, the SQLAlchemy-style driver dropped."""
+    return _POSTGRES_SCHEME.sub("postgresql://", url, count=1)
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The URL's password, as written and decoded, for scrubbing error text."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    if not password:
+        return ()
+    return (password, unquote(password))
+
+
+def is_memory(db: str) -> bool:
+    """True when `db` names a database that lives only in this process."""
+    return not is_postgres_url(db) and sqlite_path(db) == ":memory:"
 
 
 def sqlite_path(db: str) -> str:
@@ -334,5 +388,11 @@ async def open_database(db: str) -> Database:
     if not db:
         raise ConfigError("db", "empty; use ':memory:', a file path or a postgresql:// URL")
     if is_postgres_url(db):
-        return await PostgresDatabase.open(db)
+        return await PostgresDatabase.open(postgres_conninfo(db))
+    if _URL_SCHEME.match(db) and not db.startswith("sqlite://"):
+        raise ConfigError(
+            "db",
+            f"unsupported database URL {redact_url(db)}; use ':memory:', a file path, "
+            "sqlite:///path or postgresql://",
+        )
     return await SQLiteDatabase.open(sqlite_path(db))

@@ -292,13 +292,13 @@ async def test_rekey_drops_the_old_key(env: Env) -> None:
 async def test_reconnect_after_jd_restart(tmp_path: Path) -> None:
     port = free_port()
     db = str(tmp_path / "jd.db")
-    async with jd_env(db=db, node_port=port) as env:
+    async with jd_env(db=db, node_port=port, csa_secret="restart-test-secret") as env:
         n = env.node(on_proposal="approve")
         node_id = await env.register(n)
         await n.start()
     try:
         await eventually(lambda: not n.connected, what="node saw the JD go")
-        async with jd_env(db=db, node_port=port) as env2:
+        async with jd_env(db=db, node_port=port, csa_secret="restart-test-secret") as env2:
             await n.wait_connected(timeout=10)
             assert n.connections == 2
             assert (await env2.get_node(node_id)).is_connected

@@ -11,8 +11,10 @@ from jdkit._proto.api.job import v1 as _m_api_job_v1
 from jdkit._proto.api import label as _m_api_label
 from jdkit._proto.api.node import v1 as _m_api_node_v1
 from jdkit._proto.api.probation import v1 as _m_api_probation_v1
+from jdkit._proto import cfm as _m_cfm
 from jdkit._proto.google import protobuf as _m_google_protobuf
 from jdkit._proto.grpc.health import v1 as _m_grpc_health_v1
+from jdkit._proto import message as _m_message
 from jdkit._codec._runtime import (
     VI,
     skip,
@@ -104,6 +106,40 @@ C_api_probation_v1_ListRollbackPoliciesResponse = _m_api_probation_v1.ListRollba
 C_api_probation_v1_RollbackPolicy = _m_api_probation_v1.RollbackPolicy
 C_api_probation_v1_UpdateRollbackPolicyRequest = _m_api_probation_v1.UpdateRollbackPolicyRequest
 C_api_probation_v1_UpdateRollbackPolicyResponse = _m_api_probation_v1.UpdateRollbackPolicyResponse
+C_cfm_Account = _m_cfm.Account
+C_cfm_ApprovedJobRequest = _m_cfm.ApprovedJobRequest
+C_cfm_ApprovedJobResponse = _m_cfm.ApprovedJobResponse
+C_cfm_CancelledJobRequest = _m_cfm.CancelledJobRequest
+C_cfm_CancelledJobResponse = _m_cfm.CancelledJobResponse
+C_cfm_Chain = _m_cfm.Chain
+C_cfm_ChainConfig = _m_cfm.ChainConfig
+C_cfm_ChainConfigError = _m_cfm.ChainConfigError
+C_cfm_ChainType = _m_cfm.ChainType
+C_cfm_DeleteJobRequest = _m_cfm.DeleteJobRequest
+C_cfm_DeleteJobResponse = _m_cfm.DeleteJobResponse
+C_cfm_FluxMonitorConfig = _m_cfm.FluxMonitorConfig
+C_cfm_GetJobRunsRequest = _m_cfm.GetJobRunsRequest
+C_cfm_GetJobRunsResponse = _m_cfm.GetJobRunsResponse
+C_cfm_HealthcheckRequest = _m_cfm.HealthcheckRequest
+C_cfm_HealthcheckResponse = _m_cfm.HealthcheckResponse
+C_cfm_JobRunSummary = _m_cfm.JobRunSummary
+C_cfm_JobType = _m_cfm.JobType
+C_cfm_Ocr1Config = _m_cfm.Ocr1Config
+C_cfm_Ocr1ConfigOcrKeyBundle = _m_cfm.Ocr1ConfigOcrKeyBundle
+C_cfm_Ocr1ConfigP2PKeyBundle = _m_cfm.Ocr1ConfigP2PKeyBundle
+C_cfm_Ocr2Config = _m_cfm.Ocr2Config
+C_cfm_Ocr2ConfigOcrKeyBundle = _m_cfm.Ocr2ConfigOcrKeyBundle
+C_cfm_Ocr2ConfigP2PKeyBundle = _m_cfm.Ocr2ConfigP2PKeyBundle
+C_cfm_Ocr2ConfigPlugins = _m_cfm.Ocr2ConfigPlugins
+C_cfm_P2PKeyBundle = _m_cfm.P2PKeyBundle
+C_cfm_ProposeJobRequest = _m_cfm.ProposeJobRequest
+C_cfm_ProposeJobResponse = _m_cfm.ProposeJobResponse
+C_cfm_RejectedJobRequest = _m_cfm.RejectedJobRequest
+C_cfm_RejectedJobResponse = _m_cfm.RejectedJobResponse
+C_cfm_RevokeJobRequest = _m_cfm.RevokeJobRequest
+C_cfm_RevokeJobResponse = _m_cfm.RevokeJobResponse
+C_cfm_UpdateNodeRequest = _m_cfm.UpdateNodeRequest
+C_cfm_UpdateNodeResponse = _m_cfm.UpdateNodeResponse
 C_google_protobuf_ListValue = _m_google_protobuf.ListValue
 C_google_protobuf_NullValue = _m_google_protobuf.NullValue
 C_google_protobuf_Struct = _m_google_protobuf.Struct
@@ -114,11 +150,16 @@ C_grpc_health_v1_HealthCheckResponse = _m_grpc_health_v1.HealthCheckResponse
 C_grpc_health_v1_HealthCheckResponseServingStatus = (
     _m_grpc_health_v1.HealthCheckResponseServingStatus
 )
+C_message_Message = _m_message.Message
+C_message_Request = _m_message.Request
+C_message_Response = _m_message.Response
 E_api_job_v1_ProposalDeliveryStatus = {m.value: m for m in C_api_job_v1_ProposalDeliveryStatus}
 E_api_job_v1_ProposalStatus = {m.value: m for m in C_api_job_v1_ProposalStatus}
 E_api_label_SelectorOp = {m.value: m for m in C_api_label_SelectorOp}
 E_api_node_v1_ChainType = {m.value: m for m in C_api_node_v1_ChainType}
 E_api_node_v1_EnableState = {m.value: m for m in C_api_node_v1_EnableState}
+E_cfm_ChainType = {m.value: m for m in C_cfm_ChainType}
+E_cfm_JobType = {m.value: m for m in C_cfm_JobType}
 E_google_protobuf_NullValue = {m.value: m for m in C_google_protobuf_NullValue}
 E_grpc_health_v1_HealthCheckResponseServingStatus = {
     m.value: m for m in C_grpc_health_v1_HealthCheckResponseServingStatus
@@ -275,6 +316,93 @@ NAMES_api_probation_v1_ListRollbackPoliciesResponse = {1: "rollback_policies"}
 NAMES_api_probation_v1_RollbackPolicy = {1: "id", 2: "policy", 3: "created_at", 4: "updated_at"}
 NAMES_api_probation_v1_UpdateRollbackPolicyRequest = {1: "id", 2: "policy"}
 NAMES_api_probation_v1_UpdateRollbackPolicyResponse = {1: "rollback_policy"}
+NAMES_cfm_Account = {1: "chain_type", 2: "chain_id", 3: "address"}
+NAMES_cfm_ApprovedJobRequest = {1: "uuid", 2: "version"}
+NAMES_cfm_CancelledJobRequest = {1: "uuid", 2: "version"}
+NAMES_cfm_Chain = {1: "id", 2: "type"}
+NAMES_cfm_ChainConfig = {
+    1: "chain",
+    2: "account_address",
+    3: "admin_address",
+    4: "flux_monitor_config",
+    5: "ocr1_config",
+    6: "ocr2_config",
+    7: "account_address_public_key",
+}
+NAMES_cfm_ChainConfigError = {1: "message"}
+NAMES_cfm_DeleteJobRequest = {1: "id"}
+NAMES_cfm_DeleteJobResponse = {1: "id"}
+NAMES_cfm_FluxMonitorConfig = {1: "enabled"}
+NAMES_cfm_GetJobRunsRequest = {1: "id", 2: "limit"}
+NAMES_cfm_GetJobRunsResponse = {1: "runs"}
+NAMES_cfm_JobRunSummary = {
+    1: "run_id",
+    2: "state",
+    3: "created_at",
+    4: "finished_at",
+    5: "all_errors",
+    6: "fatal_errors",
+}
+NAMES_cfm_Ocr1Config = {
+    1: "enabled",
+    2: "is_bootstrap",
+    3: "p2p_key_bundle",
+    4: "ocr_key_bundle",
+    5: "multiaddr",
+}
+NAMES_cfm_Ocr1ConfigOcrKeyBundle = {
+    1: "bundle_id",
+    2: "config_public_key",
+    3: "offchain_public_key",
+    4: "onchain_signing_address",
+}
+NAMES_cfm_Ocr1ConfigP2PKeyBundle = {1: "peer_id", 2: "public_key"}
+NAMES_cfm_Ocr2Config = {
+    1: "enabled",
+    2: "is_bootstrap",
+    3: "p2p_key_bundle",
+    4: "ocr_key_bundle",
+    5: "multiaddr",
+    6: "plugins",
+    7: "forwarder_address",
+}
+NAMES_cfm_Ocr2ConfigOcrKeyBundle = {
+    1: "bundle_id",
+    2: "config_public_key",
+    3: "offchain_public_key",
+    4: "onchain_signing_address",
+    5: "onchain_signing_pub_key",
+}
+NAMES_cfm_Ocr2ConfigP2PKeyBundle = {1: "peer_id", 2: "public_key"}
+NAMES_cfm_Ocr2ConfigPlugins = {
+    1: "commit",
+    2: "execute",
+    3: "median",
+    4: "mercury",
+    5: "rebalancer",
+}
+NAMES_cfm_P2PKeyBundle = {1: "peer_id", 2: "public_key"}
+NAMES_cfm_ProposeJobRequest = {1: "id", 2: "spec", 3: "multiaddrs", 4: "version"}
+NAMES_cfm_ProposeJobResponse = {2: "id"}
+NAMES_cfm_RejectedJobRequest = {1: "uuid", 2: "version"}
+NAMES_cfm_RevokeJobRequest = {1: "id"}
+NAMES_cfm_RevokeJobResponse = {1: "id"}
+NAMES_cfm_UpdateNodeRequest = {
+    1: "job_types",
+    2: "chain_id",
+    3: "account_addresses",
+    4: "is_bootstrap_peer",
+    5: "bootstrap_multiaddr",
+    6: "version",
+    7: "chain_ids",
+    8: "accounts",
+    9: "chains",
+    10: "chain_configs",
+    11: "workflow_key",
+    12: "p2p_key_bundles",
+    13: "nop_friendly_name",
+}
+NAMES_cfm_UpdateNodeResponse = {1: "chain_config_errors"}
 NAMES_google_protobuf_ListValue = {1: "values"}
 NAMES_google_protobuf_Struct = {1: "fields"}
 NAMES_google_protobuf_Timestamp = {1: "seconds", 2: "nanos"}
@@ -288,6 +416,9 @@ NAMES_google_protobuf_Value = {
 }
 NAMES_grpc_health_v1_HealthCheckRequest = {1: "service"}
 NAMES_grpc_health_v1_HealthCheckResponse = {1: "status"}
+NAMES_message_Message = {2: "request", 3: "response"}
+NAMES_message_Request = {1: "method", 2: "call_id", 3: "payload"}
+NAMES_message_Response = {1: "call_id", 2: "payload", 3: "error"}
 TL_0a = [b"\n" + bytes((n,)) for n in range(128)]
 TL_12 = [b"\x12" + bytes((n,)) for n in range(128)]
 TL_1a = [b"\x1a" + bytes((n,)) for n in range(128)]
@@ -298,6 +429,8 @@ TL_3a = [b":" + bytes((n,)) for n in range(128)]
 TL_42 = [b"B" + bytes((n,)) for n in range(128)]
 TL_4a = [b"J" + bytes((n,)) for n in range(128)]
 TL_52 = [b"R" + bytes((n,)) for n in range(128)]
+TL_5a = [b"Z" + bytes((n,)) for n in range(128)]
+TL_62 = [b"b" + bytes((n,)) for n in range(128)]
 TL_6a = [b"j" + bytes((n,)) for n in range(128)]
 TL_72 = [b"r" + bytes((n,)) for n in range(128)]
 Z_api_job_v1_ProposalDeliveryStatus = C_api_job_v1_ProposalDeliveryStatus(0)
@@ -305,6 +438,7 @@ Z_api_job_v1_ProposalStatus = C_api_job_v1_ProposalStatus(0)
 Z_api_label_SelectorOp = C_api_label_SelectorOp(0)
 Z_api_node_v1_ChainType = C_api_node_v1_ChainType(0)
 Z_api_node_v1_EnableState = C_api_node_v1_EnableState(0)
+Z_cfm_ChainType = C_cfm_ChainType(0)
 Z_grpc_health_v1_HealthCheckResponseServingStatus = (
     C_grpc_health_v1_HealthCheckResponseServingStatus(0)
 )
@@ -6860,6 +6994,3034 @@ def e_api_probation_v1_UpdateRollbackPolicyResponse(m, out):
     out += m._unknown_fields
 
 
+def d_cfm_Account(data, i, end):
+    f_chain_type = Z_cfm_ChainType
+    f_chain_id = ""
+    f_address = ""
+    unknown = b""
+    if i < end and data[i] == 8:
+        f_chain_type = data[i + 1]
+        i += 2
+        if f_chain_type >= 128:
+            f_chain_type, i = vcont(data, i, f_chain_type)
+        f_chain_type = (
+            (f_chain_type & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000
+        ) - 0x8000000000000000
+        f_chain_type = (
+            E_cfm_ChainType[f_chain_type]
+            if f_chain_type in E_cfm_ChainType
+            else C_cfm_ChainType(f_chain_type)
+        )
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_chain_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_address = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            f_chain_type = data[i]
+            i += 1
+            if f_chain_type >= 128:
+                f_chain_type, i = vcont(data, i, f_chain_type)
+            f_chain_type = (
+                (f_chain_type & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000
+            ) - 0x8000000000000000
+            f_chain_type = (
+                E_cfm_ChainType[f_chain_type]
+                if f_chain_type in E_cfm_ChainType
+                else C_cfm_ChainType(f_chain_type)
+            )
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_chain_id = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_address = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3):
+            raise wrong_wire("cfm.Account", NAMES_cfm_Account[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Account")
+    o = C_cfm_Account(f_chain_type, f_chain_id, f_address)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Account(m, out):
+    v = m.chain_type
+    if v != Z_cfm_ChainType:
+        out += b"\x08"
+        out += vi(v)
+    v = m.chain_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.address
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_ApprovedJobRequest(data, i, end):
+    f_uuid = ""
+    f_version = 0
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_uuid = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 16:
+        f_version = data[i + 1]
+        i += 2
+        if f_version >= 128:
+            f_version, i = vcont(data, i, f_version)
+        f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_uuid = data[i:j].decode()
+            i = j
+        elif key == 16:
+            f_version = data[i]
+            i += 1
+            if f_version >= 128:
+                f_version, i = vcont(data, i, f_version)
+            f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        elif key >> 3 in (1, 2):
+            raise wrong_wire("cfm.ApprovedJobRequest", NAMES_cfm_ApprovedJobRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.ApprovedJobRequest")
+    o = C_cfm_ApprovedJobRequest(f_uuid, f_version)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_ApprovedJobRequest(m, out):
+    v = m.uuid
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.version
+    if v != 0:
+        out += b"\x10"
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_ApprovedJobResponse(data, i, end):
+    unknown = b""
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if True:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.ApprovedJobResponse")
+    o = C_cfm_ApprovedJobResponse()
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_ApprovedJobResponse(m, out):
+    out += m._unknown_fields
+
+
+def d_cfm_CancelledJobRequest(data, i, end):
+    f_uuid = ""
+    f_version = 0
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_uuid = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 16:
+        f_version = data[i + 1]
+        i += 2
+        if f_version >= 128:
+            f_version, i = vcont(data, i, f_version)
+        f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_uuid = data[i:j].decode()
+            i = j
+        elif key == 16:
+            f_version = data[i]
+            i += 1
+            if f_version >= 128:
+                f_version, i = vcont(data, i, f_version)
+            f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        elif key >> 3 in (1, 2):
+            raise wrong_wire(
+                "cfm.CancelledJobRequest", NAMES_cfm_CancelledJobRequest[key >> 3], key
+            )
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.CancelledJobRequest")
+    o = C_cfm_CancelledJobRequest(f_uuid, f_version)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_CancelledJobRequest(m, out):
+    v = m.uuid
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.version
+    if v != 0:
+        out += b"\x10"
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_CancelledJobResponse(data, i, end):
+    unknown = b""
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if True:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.CancelledJobResponse")
+    o = C_cfm_CancelledJobResponse()
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_CancelledJobResponse(m, out):
+    out += m._unknown_fields
+
+
+def d_cfm_Chain(data, i, end):
+    f_id = ""
+    f_type = Z_cfm_ChainType
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 16:
+        f_type = data[i + 1]
+        i += 2
+        if f_type >= 128:
+            f_type, i = vcont(data, i, f_type)
+        f_type = ((f_type & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        f_type = E_cfm_ChainType[f_type] if f_type in E_cfm_ChainType else C_cfm_ChainType(f_type)
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key == 16:
+            f_type = data[i]
+            i += 1
+            if f_type >= 128:
+                f_type, i = vcont(data, i, f_type)
+            f_type = ((f_type & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+            f_type = (
+                E_cfm_ChainType[f_type] if f_type in E_cfm_ChainType else C_cfm_ChainType(f_type)
+            )
+        elif key >> 3 in (1, 2):
+            raise wrong_wire("cfm.Chain", NAMES_cfm_Chain[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Chain")
+    o = C_cfm_Chain(f_id, f_type)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Chain(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.type
+    if v != Z_cfm_ChainType:
+        out += b"\x10"
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_ChainConfig(data, i, end):
+    f_chain = None
+    f_account_address = ""
+    f_admin_address = ""
+    f_flux_monitor_config = None
+    f_ocr1_config = None
+    f_ocr2_config = None
+    f_account_address_public_key = None
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_chain = d_cfm_Chain(data, i, j)
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_account_address = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_admin_address = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 34:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_flux_monitor_config = d_cfm_FluxMonitorConfig(data, i, j)
+        i = j
+    if i < end and data[i] == 42:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_ocr1_config = d_cfm_Ocr1Config(data, i, j)
+        i = j
+    if i < end and data[i] == 50:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_ocr2_config = d_cfm_Ocr2Config(data, i, j)
+        i = j
+    if i < end and data[i] == 58:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_account_address_public_key = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_chain = d_cfm_Chain(data, i, j)
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_account_address = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_admin_address = data[i:j].decode()
+            i = j
+        elif key == 34:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_flux_monitor_config = d_cfm_FluxMonitorConfig(data, i, j)
+            i = j
+        elif key == 42:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_ocr1_config = d_cfm_Ocr1Config(data, i, j)
+            i = j
+        elif key == 50:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_ocr2_config = d_cfm_Ocr2Config(data, i, j)
+            i = j
+        elif key == 58:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_account_address_public_key = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3, 4, 5, 6, 7):
+            raise wrong_wire("cfm.ChainConfig", NAMES_cfm_ChainConfig[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.ChainConfig")
+    o = C_cfm_ChainConfig(
+        f_chain,
+        f_account_address,
+        f_admin_address,
+        f_flux_monitor_config,
+        f_ocr1_config,
+        f_ocr2_config,
+        f_account_address_public_key,
+    )
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_ChainConfig(m, out):
+    v = m.chain
+    if v is not None:
+        if type(v) is C_cfm_Chain:
+            out += b"\n\x00"
+            p = len(out) - 1
+            e_cfm_Chain(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+            out += b
+    v = m.account_address
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.admin_address
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+        out += b
+    v = m.flux_monitor_config
+    if v is not None:
+        if type(v) is C_cfm_FluxMonitorConfig:
+            out += b'"\x00'
+            p = len(out) - 1
+            e_cfm_FluxMonitorConfig(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
+            out += b
+    v = m.ocr1_config
+    if v is not None:
+        if type(v) is C_cfm_Ocr1Config:
+            out += b"*\x00"
+            p = len(out) - 1
+            e_cfm_Ocr1Config(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_2a[n] if n < 128 else b"*" + vi(n)
+            out += b
+    v = m.ocr2_config
+    if v is not None:
+        if type(v) is C_cfm_Ocr2Config:
+            out += b"2\x00"
+            p = len(out) - 1
+            e_cfm_Ocr2Config(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_32[n] if n < 128 else b"2" + vi(n)
+            out += b
+    v = m.account_address_public_key
+    if v is not None:
+        b = v.encode()
+        n = len(b)
+        out += TL_3a[n] if n < 128 else b":" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_ChainConfigError(data, i, end):
+    f_message = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_message = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_message = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.ChainConfigError", NAMES_cfm_ChainConfigError[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.ChainConfigError")
+    o = C_cfm_ChainConfigError(f_message)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_ChainConfigError(m, out):
+    v = m.message
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_DeleteJobRequest(data, i, end):
+    f_id = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.DeleteJobRequest", NAMES_cfm_DeleteJobRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.DeleteJobRequest")
+    o = C_cfm_DeleteJobRequest(f_id)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_DeleteJobRequest(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_DeleteJobResponse(data, i, end):
+    f_id = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.DeleteJobResponse", NAMES_cfm_DeleteJobResponse[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.DeleteJobResponse")
+    o = C_cfm_DeleteJobResponse(f_id)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_DeleteJobResponse(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_FluxMonitorConfig(data, i, end):
+    f_enabled = False
+    unknown = b""
+    if i < end and data[i] == 8:
+        f_enabled = data[i + 1]
+        i += 2
+        if f_enabled >= 128:
+            f_enabled, i = vcont(data, i, f_enabled)
+        f_enabled = f_enabled > 0
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            f_enabled = data[i]
+            i += 1
+            if f_enabled >= 128:
+                f_enabled, i = vcont(data, i, f_enabled)
+            f_enabled = f_enabled > 0
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.FluxMonitorConfig", NAMES_cfm_FluxMonitorConfig[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.FluxMonitorConfig")
+    o = C_cfm_FluxMonitorConfig(f_enabled)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_FluxMonitorConfig(m, out):
+    v = m.enabled
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
+        out += b"\x08"
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_GetJobRunsRequest(data, i, end):
+    f_id = ""
+    f_limit = 0
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 16:
+        f_limit = data[i + 1]
+        i += 2
+        if f_limit >= 128:
+            f_limit, i = vcont(data, i, f_limit)
+        f_limit &= 0xFFFFFFFF
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key == 16:
+            f_limit = data[i]
+            i += 1
+            if f_limit >= 128:
+                f_limit, i = vcont(data, i, f_limit)
+            f_limit &= 0xFFFFFFFF
+        elif key >> 3 in (1, 2):
+            raise wrong_wire("cfm.GetJobRunsRequest", NAMES_cfm_GetJobRunsRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.GetJobRunsRequest")
+    o = C_cfm_GetJobRunsRequest(f_id, f_limit)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_GetJobRunsRequest(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.limit
+    if v != 0:
+        out += b"\x10"
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_GetJobRunsResponse(data, i, end):
+    f_runs = []
+    unknown = b""
+    while i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = d_cfm_JobRunSummary(data, i, j)
+        i = j
+        f_runs.append(v)
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = d_cfm_JobRunSummary(data, i, j)
+            i = j
+            f_runs.append(v)
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.GetJobRunsResponse", NAMES_cfm_GetJobRunsResponse[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.GetJobRunsResponse")
+    o = C_cfm_GetJobRunsResponse(f_runs)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_GetJobRunsResponse(m, out):
+    v = m.runs
+    if v is not None:
+        for x in v:
+            if type(x) is C_cfm_JobRunSummary:
+                out += b"\n\x00"
+                p = len(out) - 1
+                w = x.run_id
+                if w != 0:
+                    out += b"\x08"
+                    out += vi(w)
+                w = x.state
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                w = x.created_at
+                if w is not None:
+                    out += b"\x1a"
+                    out += ts_encode(w)
+                w = x.finished_at
+                if w is not None:
+                    out += b'"'
+                    out += ts_encode(w)
+                w = x.all_errors
+                if w is not None:
+                    for x in w:
+                        b = x.encode()
+                        n = len(b)
+                        out += TL_2a[n] if n < 128 else b"*" + vi(n)
+                        out += b
+                w = x.fatal_errors
+                if w is not None:
+                    for x in w:
+                        b = x.encode()
+                        n = len(b)
+                        out += TL_32[n] if n < 128 else b"2" + vi(n)
+                        out += b
+                out += x._unknown_fields
+                n = len(out) - p - 1
+                if n < 128:
+                    out[p] = n
+                else:
+                    out[p : p + 1] = vi(n)
+            else:
+                b = bytes(x)
+                n = len(b)
+                out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                out += b
+    out += m._unknown_fields
+
+
+def d_cfm_HealthcheckRequest(data, i, end):
+    unknown = b""
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if True:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.HealthcheckRequest")
+    o = C_cfm_HealthcheckRequest()
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_HealthcheckRequest(m, out):
+    out += m._unknown_fields
+
+
+def d_cfm_HealthcheckResponse(data, i, end):
+    unknown = b""
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if True:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.HealthcheckResponse")
+    o = C_cfm_HealthcheckResponse()
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_HealthcheckResponse(m, out):
+    out += m._unknown_fields
+
+
+def d_cfm_JobRunSummary(data, i, end):
+    f_run_id = 0
+    f_state = ""
+    f_created_at = None
+    f_finished_at = None
+    f_all_errors = []
+    f_fatal_errors = []
+    unknown = b""
+    if i < end and data[i] == 8:
+        f_run_id = data[i + 1]
+        i += 2
+        if f_run_id >= 128:
+            f_run_id, i = vcont(data, i, f_run_id)
+        f_run_id = ((f_run_id & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_state = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_created_at = ts_decode(data, i, j)
+        i = j
+    if i < end and data[i] == 34:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_finished_at = ts_decode(data, i, j)
+        i = j
+    while i < end and data[i] == 42:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = data[i:j].decode()
+        i = j
+        f_all_errors.append(v)
+    while i < end and data[i] == 50:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = data[i:j].decode()
+        i = j
+        f_fatal_errors.append(v)
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            f_run_id = data[i]
+            i += 1
+            if f_run_id >= 128:
+                f_run_id, i = vcont(data, i, f_run_id)
+            f_run_id = ((f_run_id & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_state = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_created_at = ts_decode(data, i, j)
+            i = j
+        elif key == 34:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_finished_at = ts_decode(data, i, j)
+            i = j
+        elif key == 42:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = data[i:j].decode()
+            i = j
+            f_all_errors.append(v)
+        elif key == 50:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = data[i:j].decode()
+            i = j
+            f_fatal_errors.append(v)
+        elif key >> 3 in (1, 2, 3, 4, 5, 6):
+            raise wrong_wire("cfm.JobRunSummary", NAMES_cfm_JobRunSummary[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.JobRunSummary")
+    o = C_cfm_JobRunSummary(
+        f_run_id, f_state, f_created_at, f_finished_at, f_all_errors, f_fatal_errors
+    )
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_JobRunSummary(m, out):
+    v = m.run_id
+    if v != 0:
+        out += b"\x08"
+        out += vi(v)
+    v = m.state
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.created_at
+    if v is not None:
+        out += b"\x1a"
+        out += ts_encode(v)
+    v = m.finished_at
+    if v is not None:
+        out += b'"'
+        out += ts_encode(v)
+    v = m.all_errors
+    if v is not None:
+        for x in v:
+            b = x.encode()
+            n = len(b)
+            out += TL_2a[n] if n < 128 else b"*" + vi(n)
+            out += b
+    v = m.fatal_errors
+    if v is not None:
+        for x in v:
+            b = x.encode()
+            n = len(b)
+            out += TL_32[n] if n < 128 else b"2" + vi(n)
+            out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr1Config(data, i, end):
+    f_enabled = False
+    f_is_bootstrap = False
+    f_p2p_key_bundle = None
+    f_ocr_key_bundle = None
+    f_multiaddr = ""
+    unknown = b""
+    if i < end and data[i] == 8:
+        f_enabled = data[i + 1]
+        i += 2
+        if f_enabled >= 128:
+            f_enabled, i = vcont(data, i, f_enabled)
+        f_enabled = f_enabled > 0
+    if i < end and data[i] == 16:
+        f_is_bootstrap = data[i + 1]
+        i += 2
+        if f_is_bootstrap >= 128:
+            f_is_bootstrap, i = vcont(data, i, f_is_bootstrap)
+        f_is_bootstrap = f_is_bootstrap > 0
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_p2p_key_bundle = d_cfm_Ocr1ConfigP2PKeyBundle(data, i, j)
+        i = j
+    if i < end and data[i] == 34:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_ocr_key_bundle = d_cfm_Ocr1ConfigOcrKeyBundle(data, i, j)
+        i = j
+    if i < end and data[i] == 42:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_multiaddr = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            f_enabled = data[i]
+            i += 1
+            if f_enabled >= 128:
+                f_enabled, i = vcont(data, i, f_enabled)
+            f_enabled = f_enabled > 0
+        elif key == 16:
+            f_is_bootstrap = data[i]
+            i += 1
+            if f_is_bootstrap >= 128:
+                f_is_bootstrap, i = vcont(data, i, f_is_bootstrap)
+            f_is_bootstrap = f_is_bootstrap > 0
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_p2p_key_bundle = d_cfm_Ocr1ConfigP2PKeyBundle(data, i, j)
+            i = j
+        elif key == 34:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_ocr_key_bundle = d_cfm_Ocr1ConfigOcrKeyBundle(data, i, j)
+            i = j
+        elif key == 42:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_multiaddr = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3, 4, 5):
+            raise wrong_wire("cfm.Ocr1Config", NAMES_cfm_Ocr1Config[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr1Config")
+    o = C_cfm_Ocr1Config(f_enabled, f_is_bootstrap, f_p2p_key_bundle, f_ocr_key_bundle, f_multiaddr)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr1Config(m, out):
+    v = m.enabled
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
+        out += b"\x08"
+        out += vi(v)
+    v = m.is_bootstrap
+    if v is True:
+        out += b"\x10\x01"
+    elif v != False:
+        out += b"\x10"
+        out += vi(v)
+    v = m.p2p_key_bundle
+    if v is not None:
+        if type(v) is C_cfm_Ocr1ConfigP2PKeyBundle:
+            out += b"\x1a\x00"
+            p = len(out) - 1
+            e_cfm_Ocr1ConfigP2PKeyBundle(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+            out += b
+    v = m.ocr_key_bundle
+    if v is not None:
+        if type(v) is C_cfm_Ocr1ConfigOcrKeyBundle:
+            out += b'"\x00'
+            p = len(out) - 1
+            e_cfm_Ocr1ConfigOcrKeyBundle(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
+            out += b
+    v = m.multiaddr
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr1ConfigOcrKeyBundle(data, i, end):
+    f_bundle_id = ""
+    f_config_public_key = ""
+    f_offchain_public_key = ""
+    f_onchain_signing_address = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_bundle_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_config_public_key = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_offchain_public_key = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 34:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_onchain_signing_address = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_bundle_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_config_public_key = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_offchain_public_key = data[i:j].decode()
+            i = j
+        elif key == 34:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_onchain_signing_address = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3, 4):
+            raise wrong_wire(
+                "cfm.Ocr1ConfigOcrKeyBundle", NAMES_cfm_Ocr1ConfigOcrKeyBundle[key >> 3], key
+            )
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr1ConfigOcrKeyBundle")
+    o = C_cfm_Ocr1ConfigOcrKeyBundle(
+        f_bundle_id, f_config_public_key, f_offchain_public_key, f_onchain_signing_address
+    )
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr1ConfigOcrKeyBundle(m, out):
+    v = m.bundle_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.config_public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.offchain_public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+        out += b
+    v = m.onchain_signing_address
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_22[n] if n < 128 else b'"' + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr1ConfigP2PKeyBundle(data, i, end):
+    f_peer_id = ""
+    f_public_key = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_peer_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_public_key = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_peer_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_public_key = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2):
+            raise wrong_wire(
+                "cfm.Ocr1ConfigP2PKeyBundle", NAMES_cfm_Ocr1ConfigP2PKeyBundle[key >> 3], key
+            )
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr1ConfigP2PKeyBundle")
+    o = C_cfm_Ocr1ConfigP2PKeyBundle(f_peer_id, f_public_key)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr1ConfigP2PKeyBundle(m, out):
+    v = m.peer_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr2Config(data, i, end):
+    f_enabled = False
+    f_is_bootstrap = False
+    f_p2p_key_bundle = None
+    f_ocr_key_bundle = None
+    f_multiaddr = ""
+    f_plugins = None
+    f_forwarder_address = None
+    unknown = b""
+    if i < end and data[i] == 8:
+        f_enabled = data[i + 1]
+        i += 2
+        if f_enabled >= 128:
+            f_enabled, i = vcont(data, i, f_enabled)
+        f_enabled = f_enabled > 0
+    if i < end and data[i] == 16:
+        f_is_bootstrap = data[i + 1]
+        i += 2
+        if f_is_bootstrap >= 128:
+            f_is_bootstrap, i = vcont(data, i, f_is_bootstrap)
+        f_is_bootstrap = f_is_bootstrap > 0
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_p2p_key_bundle = d_cfm_Ocr2ConfigP2PKeyBundle(data, i, j)
+        i = j
+    if i < end and data[i] == 34:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_ocr_key_bundle = d_cfm_Ocr2ConfigOcrKeyBundle(data, i, j)
+        i = j
+    if i < end and data[i] == 42:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_multiaddr = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 50:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_plugins = d_cfm_Ocr2ConfigPlugins(data, i, j)
+        i = j
+    if i < end and data[i] == 58:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_forwarder_address = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            f_enabled = data[i]
+            i += 1
+            if f_enabled >= 128:
+                f_enabled, i = vcont(data, i, f_enabled)
+            f_enabled = f_enabled > 0
+        elif key == 16:
+            f_is_bootstrap = data[i]
+            i += 1
+            if f_is_bootstrap >= 128:
+                f_is_bootstrap, i = vcont(data, i, f_is_bootstrap)
+            f_is_bootstrap = f_is_bootstrap > 0
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_p2p_key_bundle = d_cfm_Ocr2ConfigP2PKeyBundle(data, i, j)
+            i = j
+        elif key == 34:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_ocr_key_bundle = d_cfm_Ocr2ConfigOcrKeyBundle(data, i, j)
+            i = j
+        elif key == 42:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_multiaddr = data[i:j].decode()
+            i = j
+        elif key == 50:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_plugins = d_cfm_Ocr2ConfigPlugins(data, i, j)
+            i = j
+        elif key == 58:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_forwarder_address = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3, 4, 5, 6, 7):
+            raise wrong_wire("cfm.Ocr2Config", NAMES_cfm_Ocr2Config[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr2Config")
+    o = C_cfm_Ocr2Config(
+        f_enabled,
+        f_is_bootstrap,
+        f_p2p_key_bundle,
+        f_ocr_key_bundle,
+        f_multiaddr,
+        f_plugins,
+        f_forwarder_address,
+    )
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr2Config(m, out):
+    v = m.enabled
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
+        out += b"\x08"
+        out += vi(v)
+    v = m.is_bootstrap
+    if v is True:
+        out += b"\x10\x01"
+    elif v != False:
+        out += b"\x10"
+        out += vi(v)
+    v = m.p2p_key_bundle
+    if v is not None:
+        if type(v) is C_cfm_Ocr2ConfigP2PKeyBundle:
+            out += b"\x1a\x00"
+            p = len(out) - 1
+            e_cfm_Ocr2ConfigP2PKeyBundle(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+            out += b
+    v = m.ocr_key_bundle
+    if v is not None:
+        if type(v) is C_cfm_Ocr2ConfigOcrKeyBundle:
+            out += b'"\x00'
+            p = len(out) - 1
+            e_cfm_Ocr2ConfigOcrKeyBundle(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_22[n] if n < 128 else b'"' + vi(n)
+            out += b
+    v = m.multiaddr
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
+        out += b
+    v = m.plugins
+    if v is not None:
+        if type(v) is C_cfm_Ocr2ConfigPlugins:
+            out += b"2\x00"
+            p = len(out) - 1
+            e_cfm_Ocr2ConfigPlugins(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_32[n] if n < 128 else b"2" + vi(n)
+            out += b
+    v = m.forwarder_address
+    if v is not None:
+        b = v.encode()
+        n = len(b)
+        out += TL_3a[n] if n < 128 else b":" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr2ConfigOcrKeyBundle(data, i, end):
+    f_bundle_id = ""
+    f_config_public_key = ""
+    f_offchain_public_key = ""
+    f_onchain_signing_address = ""
+    f_onchain_signing_pub_key = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_bundle_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_config_public_key = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_offchain_public_key = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 34:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_onchain_signing_address = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 42:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_onchain_signing_pub_key = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_bundle_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_config_public_key = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_offchain_public_key = data[i:j].decode()
+            i = j
+        elif key == 34:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_onchain_signing_address = data[i:j].decode()
+            i = j
+        elif key == 42:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_onchain_signing_pub_key = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3, 4, 5):
+            raise wrong_wire(
+                "cfm.Ocr2ConfigOcrKeyBundle", NAMES_cfm_Ocr2ConfigOcrKeyBundle[key >> 3], key
+            )
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr2ConfigOcrKeyBundle")
+    o = C_cfm_Ocr2ConfigOcrKeyBundle(
+        f_bundle_id,
+        f_config_public_key,
+        f_offchain_public_key,
+        f_onchain_signing_address,
+        f_onchain_signing_pub_key,
+    )
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr2ConfigOcrKeyBundle(m, out):
+    v = m.bundle_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.config_public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.offchain_public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+        out += b
+    v = m.onchain_signing_address
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_22[n] if n < 128 else b'"' + vi(n)
+        out += b
+    v = m.onchain_signing_pub_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr2ConfigP2PKeyBundle(data, i, end):
+    f_peer_id = ""
+    f_public_key = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_peer_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_public_key = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_peer_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_public_key = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2):
+            raise wrong_wire(
+                "cfm.Ocr2ConfigP2PKeyBundle", NAMES_cfm_Ocr2ConfigP2PKeyBundle[key >> 3], key
+            )
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr2ConfigP2PKeyBundle")
+    o = C_cfm_Ocr2ConfigP2PKeyBundle(f_peer_id, f_public_key)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr2ConfigP2PKeyBundle(m, out):
+    v = m.peer_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_Ocr2ConfigPlugins(data, i, end):
+    f_commit = False
+    f_execute = False
+    f_median = False
+    f_mercury = False
+    f_rebalancer = False
+    unknown = b""
+    if i < end and data[i] == 8:
+        f_commit = data[i + 1]
+        i += 2
+        if f_commit >= 128:
+            f_commit, i = vcont(data, i, f_commit)
+        f_commit = f_commit > 0
+    if i < end and data[i] == 16:
+        f_execute = data[i + 1]
+        i += 2
+        if f_execute >= 128:
+            f_execute, i = vcont(data, i, f_execute)
+        f_execute = f_execute > 0
+    if i < end and data[i] == 24:
+        f_median = data[i + 1]
+        i += 2
+        if f_median >= 128:
+            f_median, i = vcont(data, i, f_median)
+        f_median = f_median > 0
+    if i < end and data[i] == 32:
+        f_mercury = data[i + 1]
+        i += 2
+        if f_mercury >= 128:
+            f_mercury, i = vcont(data, i, f_mercury)
+        f_mercury = f_mercury > 0
+    if i < end and data[i] == 40:
+        f_rebalancer = data[i + 1]
+        i += 2
+        if f_rebalancer >= 128:
+            f_rebalancer, i = vcont(data, i, f_rebalancer)
+        f_rebalancer = f_rebalancer > 0
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            f_commit = data[i]
+            i += 1
+            if f_commit >= 128:
+                f_commit, i = vcont(data, i, f_commit)
+            f_commit = f_commit > 0
+        elif key == 16:
+            f_execute = data[i]
+            i += 1
+            if f_execute >= 128:
+                f_execute, i = vcont(data, i, f_execute)
+            f_execute = f_execute > 0
+        elif key == 24:
+            f_median = data[i]
+            i += 1
+            if f_median >= 128:
+                f_median, i = vcont(data, i, f_median)
+            f_median = f_median > 0
+        elif key == 32:
+            f_mercury = data[i]
+            i += 1
+            if f_mercury >= 128:
+                f_mercury, i = vcont(data, i, f_mercury)
+            f_mercury = f_mercury > 0
+        elif key == 40:
+            f_rebalancer = data[i]
+            i += 1
+            if f_rebalancer >= 128:
+                f_rebalancer, i = vcont(data, i, f_rebalancer)
+            f_rebalancer = f_rebalancer > 0
+        elif key >> 3 in (1, 2, 3, 4, 5):
+            raise wrong_wire("cfm.Ocr2ConfigPlugins", NAMES_cfm_Ocr2ConfigPlugins[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.Ocr2ConfigPlugins")
+    o = C_cfm_Ocr2ConfigPlugins(f_commit, f_execute, f_median, f_mercury, f_rebalancer)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_Ocr2ConfigPlugins(m, out):
+    v = m.commit
+    if v is True:
+        out += b"\x08\x01"
+    elif v != False:
+        out += b"\x08"
+        out += vi(v)
+    v = m.execute
+    if v is True:
+        out += b"\x10\x01"
+    elif v != False:
+        out += b"\x10"
+        out += vi(v)
+    v = m.median
+    if v is True:
+        out += b"\x18\x01"
+    elif v != False:
+        out += b"\x18"
+        out += vi(v)
+    v = m.mercury
+    if v is True:
+        out += b" \x01"
+    elif v != False:
+        out += b" "
+        out += vi(v)
+    v = m.rebalancer
+    if v is True:
+        out += b"(\x01"
+    elif v != False:
+        out += b"("
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_P2PKeyBundle(data, i, end):
+    f_peer_id = ""
+    f_public_key = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_peer_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_public_key = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_peer_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_public_key = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2):
+            raise wrong_wire("cfm.P2PKeyBundle", NAMES_cfm_P2PKeyBundle[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.P2PKeyBundle")
+    o = C_cfm_P2PKeyBundle(f_peer_id, f_public_key)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_P2PKeyBundle(m, out):
+    v = m.peer_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.public_key
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_ProposeJobRequest(data, i, end):
+    f_id = ""
+    f_spec = ""
+    f_multiaddrs = []
+    f_version = 0
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_spec = data[i:j].decode()
+        i = j
+    while i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = data[i:j].decode()
+        i = j
+        f_multiaddrs.append(v)
+    if i < end and data[i] == 32:
+        f_version = data[i + 1]
+        i += 2
+        if f_version >= 128:
+            f_version, i = vcont(data, i, f_version)
+        f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_spec = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = data[i:j].decode()
+            i = j
+            f_multiaddrs.append(v)
+        elif key == 32:
+            f_version = data[i]
+            i += 1
+            if f_version >= 128:
+                f_version, i = vcont(data, i, f_version)
+            f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        elif key >> 3 in (1, 2, 3, 4):
+            raise wrong_wire("cfm.ProposeJobRequest", NAMES_cfm_ProposeJobRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.ProposeJobRequest")
+    o = C_cfm_ProposeJobRequest(f_id, f_spec, f_multiaddrs, f_version)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_ProposeJobRequest(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.spec
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.multiaddrs
+    if v is not None:
+        for x in v:
+            b = x.encode()
+            n = len(b)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+            out += b
+    v = m.version
+    if v != 0:
+        out += b" "
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_ProposeJobResponse(data, i, end):
+    f_id = ""
+    unknown = b""
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key >> 3 in (2,):
+            raise wrong_wire("cfm.ProposeJobResponse", NAMES_cfm_ProposeJobResponse[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.ProposeJobResponse")
+    o = C_cfm_ProposeJobResponse(f_id)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_ProposeJobResponse(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_RejectedJobRequest(data, i, end):
+    f_uuid = ""
+    f_version = 0
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_uuid = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 16:
+        f_version = data[i + 1]
+        i += 2
+        if f_version >= 128:
+            f_version, i = vcont(data, i, f_version)
+        f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_uuid = data[i:j].decode()
+            i = j
+        elif key == 16:
+            f_version = data[i]
+            i += 1
+            if f_version >= 128:
+                f_version, i = vcont(data, i, f_version)
+            f_version = ((f_version & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        elif key >> 3 in (1, 2):
+            raise wrong_wire("cfm.RejectedJobRequest", NAMES_cfm_RejectedJobRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.RejectedJobRequest")
+    o = C_cfm_RejectedJobRequest(f_uuid, f_version)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_RejectedJobRequest(m, out):
+    v = m.uuid
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.version
+    if v != 0:
+        out += b"\x10"
+        out += vi(v)
+    out += m._unknown_fields
+
+
+def d_cfm_RejectedJobResponse(data, i, end):
+    unknown = b""
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if True:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.RejectedJobResponse")
+    o = C_cfm_RejectedJobResponse()
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_RejectedJobResponse(m, out):
+    out += m._unknown_fields
+
+
+def d_cfm_RevokeJobRequest(data, i, end):
+    f_id = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.RevokeJobRequest", NAMES_cfm_RevokeJobRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.RevokeJobRequest")
+    o = C_cfm_RevokeJobRequest(f_id)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_RevokeJobRequest(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_RevokeJobResponse(data, i, end):
+    f_id = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_id = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_id = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.RevokeJobResponse", NAMES_cfm_RevokeJobResponse[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.RevokeJobResponse")
+    o = C_cfm_RevokeJobResponse(f_id)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_RevokeJobResponse(m, out):
+    v = m.id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_cfm_UpdateNodeRequest(data, i, end):
+    f_job_types = []
+    f_chain_id = 0
+    f_account_addresses = []
+    f_is_bootstrap_peer = False
+    f_bootstrap_multiaddr = ""
+    f_version = ""
+    f_chain_ids = []
+    f_accounts = []
+    f_chains = []
+    f_chain_configs = []
+    f_workflow_key = None
+    f_p2p_key_bundles = []
+    f_nop_friendly_name = ""
+    unknown = b""
+    while i < end and data[i] == 8:
+        v = data[i + 1]
+        i += 2
+        if v >= 128:
+            v, i = vcont(data, i, v)
+        v = ((v & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        v = E_cfm_JobType[v] if v in E_cfm_JobType else C_cfm_JobType(v)
+        f_job_types.append(v)
+    if i < end and data[i] == 16:
+        f_chain_id = data[i + 1]
+        i += 2
+        if f_chain_id >= 128:
+            f_chain_id, i = vcont(data, i, f_chain_id)
+        f_chain_id = ((f_chain_id & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+    while i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = data[i:j].decode()
+        i = j
+        f_account_addresses.append(v)
+    if i < end and data[i] == 32:
+        f_is_bootstrap_peer = data[i + 1]
+        i += 2
+        if f_is_bootstrap_peer >= 128:
+            f_is_bootstrap_peer, i = vcont(data, i, f_is_bootstrap_peer)
+        f_is_bootstrap_peer = f_is_bootstrap_peer > 0
+    if i < end and data[i] == 42:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_bootstrap_multiaddr = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 50:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_version = data[i:j].decode()
+        i = j
+    while i < end and data[i] == 56:
+        v = data[i + 1]
+        i += 2
+        if v >= 128:
+            v, i = vcont(data, i, v)
+        v = ((v & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+        f_chain_ids.append(v)
+    while i < end and data[i] == 66:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = d_cfm_Account(data, i, j)
+        i = j
+        f_accounts.append(v)
+    while i < end and data[i] == 74:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = d_cfm_Chain(data, i, j)
+        i = j
+        f_chains.append(v)
+    while i < end and data[i] == 82:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = d_cfm_ChainConfig(data, i, j)
+        i = j
+        f_chain_configs.append(v)
+    if i < end and data[i] == 90:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_workflow_key = data[i:j].decode()
+        i = j
+    while i < end and data[i] == 98:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        v = d_cfm_P2PKeyBundle(data, i, j)
+        i = j
+        f_p2p_key_bundles.append(v)
+    if i < end and data[i] == 106:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_nop_friendly_name = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 8:
+            v = data[i]
+            i += 1
+            if v >= 128:
+                v, i = vcont(data, i, v)
+            v = ((v & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+            v = E_cfm_JobType[v] if v in E_cfm_JobType else C_cfm_JobType(v)
+            f_job_types.append(v)
+        elif key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            while i < j:
+                v = data[i]
+                i += 1
+                if v >= 128:
+                    v, i = vcont(data, i, v)
+                v = ((v & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+                v = E_cfm_JobType[v] if v in E_cfm_JobType else C_cfm_JobType(v)
+                f_job_types.append(v)
+            if i != j:
+                raise truncated("cfm.UpdateNodeRequest.job_types")
+        elif key == 16:
+            f_chain_id = data[i]
+            i += 1
+            if f_chain_id >= 128:
+                f_chain_id, i = vcont(data, i, f_chain_id)
+            f_chain_id = (
+                (f_chain_id & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000
+            ) - 0x8000000000000000
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = data[i:j].decode()
+            i = j
+            f_account_addresses.append(v)
+        elif key == 32:
+            f_is_bootstrap_peer = data[i]
+            i += 1
+            if f_is_bootstrap_peer >= 128:
+                f_is_bootstrap_peer, i = vcont(data, i, f_is_bootstrap_peer)
+            f_is_bootstrap_peer = f_is_bootstrap_peer > 0
+        elif key == 42:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_bootstrap_multiaddr = data[i:j].decode()
+            i = j
+        elif key == 50:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_version = data[i:j].decode()
+            i = j
+        elif key == 56:
+            v = data[i]
+            i += 1
+            if v >= 128:
+                v, i = vcont(data, i, v)
+            v = ((v & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+            f_chain_ids.append(v)
+        elif key == 58:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            while i < j:
+                v = data[i]
+                i += 1
+                if v >= 128:
+                    v, i = vcont(data, i, v)
+                v = ((v & 0xFFFFFFFFFFFFFFFF) ^ 0x8000000000000000) - 0x8000000000000000
+                f_chain_ids.append(v)
+            if i != j:
+                raise truncated("cfm.UpdateNodeRequest.chain_ids")
+        elif key == 66:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = d_cfm_Account(data, i, j)
+            i = j
+            f_accounts.append(v)
+        elif key == 74:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = d_cfm_Chain(data, i, j)
+            i = j
+            f_chains.append(v)
+        elif key == 82:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = d_cfm_ChainConfig(data, i, j)
+            i = j
+            f_chain_configs.append(v)
+        elif key == 90:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_workflow_key = data[i:j].decode()
+            i = j
+        elif key == 98:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = d_cfm_P2PKeyBundle(data, i, j)
+            i = j
+            f_p2p_key_bundles.append(v)
+        elif key == 106:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_nop_friendly_name = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13):
+            raise wrong_wire("cfm.UpdateNodeRequest", NAMES_cfm_UpdateNodeRequest[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.UpdateNodeRequest")
+    o = C_cfm_UpdateNodeRequest(
+        f_job_types,
+        f_chain_id,
+        f_account_addresses,
+        f_is_bootstrap_peer,
+        f_bootstrap_multiaddr,
+        f_version,
+        f_chain_ids,
+        f_accounts,
+        f_chains,
+        f_chain_configs,
+        f_workflow_key,
+        f_p2p_key_bundles,
+        f_nop_friendly_name,
+    )
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_UpdateNodeRequest(m, out):
+    v = m.job_types
+    if v is not None and v != []:
+        out += b"\n\x00"
+        p = len(out) - 1
+        for x in v:
+            out += vi(x)
+        n = len(out) - p - 1
+        if n < 128:
+            out[p] = n
+        else:
+            out[p : p + 1] = vi(n)
+    v = m.chain_id
+    if v != 0:
+        out += b"\x10"
+        out += vi(v)
+    v = m.account_addresses
+    if v is not None:
+        for x in v:
+            b = x.encode()
+            n = len(b)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+            out += b
+    v = m.is_bootstrap_peer
+    if v is True:
+        out += b" \x01"
+    elif v != False:
+        out += b" "
+        out += vi(v)
+    v = m.bootstrap_multiaddr
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_2a[n] if n < 128 else b"*" + vi(n)
+        out += b
+    v = m.version
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_32[n] if n < 128 else b"2" + vi(n)
+        out += b
+    v = m.chain_ids
+    if v is not None and v != []:
+        out += b":\x00"
+        p = len(out) - 1
+        for x in v:
+            out += vi(x)
+        n = len(out) - p - 1
+        if n < 128:
+            out[p] = n
+        else:
+            out[p : p + 1] = vi(n)
+    v = m.accounts
+    if v is not None:
+        for x in v:
+            if type(x) is C_cfm_Account:
+                out += b"B\x00"
+                p = len(out) - 1
+                w = x.chain_type
+                if w != Z_cfm_ChainType:
+                    out += b"\x08"
+                    out += vi(w)
+                w = x.chain_id
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                w = x.address
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+                    out += b
+                out += x._unknown_fields
+                n = len(out) - p - 1
+                if n < 128:
+                    out[p] = n
+                else:
+                    out[p : p + 1] = vi(n)
+            else:
+                b = bytes(x)
+                n = len(b)
+                out += TL_42[n] if n < 128 else b"B" + vi(n)
+                out += b
+    v = m.chains
+    if v is not None:
+        for x in v:
+            if type(x) is C_cfm_Chain:
+                out += b"J\x00"
+                p = len(out) - 1
+                w = x.id
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.type
+                if w != Z_cfm_ChainType:
+                    out += b"\x10"
+                    out += vi(w)
+                out += x._unknown_fields
+                n = len(out) - p - 1
+                if n < 128:
+                    out[p] = n
+                else:
+                    out[p : p + 1] = vi(n)
+            else:
+                b = bytes(x)
+                n = len(b)
+                out += TL_4a[n] if n < 128 else b"J" + vi(n)
+                out += b
+    v = m.chain_configs
+    if v is not None:
+        for x in v:
+            if type(x) is C_cfm_ChainConfig:
+                out += b"R\x00"
+                p = len(out) - 1
+                e_cfm_ChainConfig(x, out)
+                n = len(out) - p - 1
+                if n < 128:
+                    out[p] = n
+                else:
+                    out[p : p + 1] = vi(n)
+            else:
+                b = bytes(x)
+                n = len(b)
+                out += TL_52[n] if n < 128 else b"R" + vi(n)
+                out += b
+    v = m.workflow_key
+    if v is not None:
+        b = v.encode()
+        n = len(b)
+        out += TL_5a[n] if n < 128 else b"Z" + vi(n)
+        out += b
+    v = m.p2p_key_bundles
+    if v is not None:
+        for x in v:
+            if type(x) is C_cfm_P2PKeyBundle:
+                out += b"b\x00"
+                p = len(out) - 1
+                w = x.peer_id
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+                    out += b
+                w = x.public_key
+                if w != "":
+                    b = w.encode()
+                    n = len(b)
+                    out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                    out += b
+                out += x._unknown_fields
+                n = len(out) - p - 1
+                if n < 128:
+                    out[p] = n
+                else:
+                    out[p : p + 1] = vi(n)
+            else:
+                b = bytes(x)
+                n = len(b)
+                out += TL_62[n] if n < 128 else b"b" + vi(n)
+                out += b
+    v = m.nop_friendly_name
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_6a[n] if n < 128 else b"j" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def me_cfm_UpdateNodeResponse_chain_config_errors(data, i, end):
+    k = ""
+    v = None
+    while i < end:
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            k = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            v = d_cfm_ChainConfigError(data, i, j)
+            i = j
+        elif key >> 3 in (1, 2):
+            raise wrong_wire(
+                "cfm.UpdateNodeResponse.chain_config_errors",
+                "key" if key >> 3 == 1 else "value",
+                key,
+            )
+        else:
+            i = skip(data, i, key, end)
+    if i != end:
+        raise truncated("cfm.UpdateNodeResponse.chain_config_errors entry")
+    return k, v
+
+
+def d_cfm_UpdateNodeResponse(data, i, end):
+    f_chain_config_errors = {}
+    unknown = b""
+    while i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        kv = me_cfm_UpdateNodeResponse_chain_config_errors(data, i, j)
+        f_chain_config_errors[kv[0]] = kv[1]
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            kv = me_cfm_UpdateNodeResponse_chain_config_errors(data, i, j)
+            f_chain_config_errors[kv[0]] = kv[1]
+            i = j
+        elif key >> 3 in (1,):
+            raise wrong_wire("cfm.UpdateNodeResponse", NAMES_cfm_UpdateNodeResponse[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("cfm.UpdateNodeResponse")
+    o = C_cfm_UpdateNodeResponse(f_chain_config_errors)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_cfm_UpdateNodeResponse(m, out):
+    v = m.chain_config_errors
+    if v is not None and v != {}:
+        for k, x in v.items():
+            out += b"\n\x00"
+            p = len(out) - 1
+            q = p
+            b = k.encode()
+            n = len(b)
+            out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+            out += b
+            if type(x) is C_cfm_ChainConfigError:
+                out += b"\x12\x00"
+                p = len(out) - 1
+                e_cfm_ChainConfigError(x, out)
+                n = len(out) - p - 1
+                if n < 128:
+                    out[p] = n
+                else:
+                    out[p : p + 1] = vi(n)
+            else:
+                b = bytes(x)
+                n = len(b)
+                out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+                out += b
+            n = len(out) - q - 1
+            if n < 128:
+                out[q] = n
+            else:
+                out[q : q + 1] = vi(n)
+    out += m._unknown_fields
+
+
 def d_google_protobuf_ListValue(data, i, end):
     f_values = []
     unknown = b""
@@ -7375,6 +10537,285 @@ def e_grpc_health_v1_HealthCheckResponse(m, out):
     out += m._unknown_fields
 
 
+def d_message_Message(data, i, end):
+    f_request = None
+    f_response = None
+    unknown = b""
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_request = d_message_Request(data, i, j)
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_response = d_message_Response(data, i, j)
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_request = d_message_Request(data, i, j)
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_response = d_message_Response(data, i, j)
+            i = j
+        elif key >> 3 in (2, 3):
+            raise wrong_wire("message.Message", NAMES_message_Message[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("message.Message")
+    o = C_message_Message(f_request, f_response)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_message_Message(m, out):
+    v = m.request
+    if v is not None:
+        if type(v) is C_message_Request:
+            out += b"\x12\x00"
+            p = len(out) - 1
+            e_message_Request(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+            out += b
+    v = m.response
+    if v is not None:
+        if type(v) is C_message_Response:
+            out += b"\x1a\x00"
+            p = len(out) - 1
+            e_message_Response(v, out)
+            n = len(out) - p - 1
+            if n < 128:
+                out[p] = n
+            else:
+                out[p : p + 1] = vi(n)
+        else:
+            b = bytes(v)
+            n = len(b)
+            out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+            out += b
+    out += m._unknown_fields
+
+
+def d_message_Request(data, i, end):
+    f_method = ""
+    f_call_id = ""
+    f_payload = b""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_method = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_call_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_payload = data[i:j]
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_method = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_call_id = data[i:j].decode()
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_payload = data[i:j]
+            i = j
+        elif key >> 3 in (1, 2, 3):
+            raise wrong_wire("message.Request", NAMES_message_Request[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("message.Request")
+    o = C_message_Request(f_method, f_call_id, f_payload)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_message_Request(m, out):
+    v = m.method
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.call_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.payload
+    if v != b"":
+        b = v
+        n = len(b)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
+def d_message_Response(data, i, end):
+    f_call_id = ""
+    f_payload = b""
+    f_error = ""
+    unknown = b""
+    if i < end and data[i] == 10:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_call_id = data[i:j].decode()
+        i = j
+    if i < end and data[i] == 18:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_payload = data[i:j]
+        i = j
+    if i < end and data[i] == 26:
+        n = data[i + 1]
+        i += 2
+        if n >= 128:
+            n, i = vcont(data, i, n)
+        j = i + n
+        f_error = data[i:j].decode()
+        i = j
+    while i < end:
+        start = i
+        key = data[i]
+        i += 1
+        if key >= 128:
+            key, i = vcont(data, i, key)
+        if key == 10:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_call_id = data[i:j].decode()
+            i = j
+        elif key == 18:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_payload = data[i:j]
+            i = j
+        elif key == 26:
+            n = data[i]
+            i += 1
+            if n >= 128:
+                n, i = vcont(data, i, n)
+            j = i + n
+            f_error = data[i:j].decode()
+            i = j
+        elif key >> 3 in (1, 2, 3):
+            raise wrong_wire("message.Response", NAMES_message_Response[key >> 3], key)
+        else:
+            i = skip(data, i, key, end)
+            unknown += data[start:i]
+    if i != end:
+        raise truncated("message.Response")
+    o = C_message_Response(f_call_id, f_payload, f_error)
+    if unknown:
+        o._unknown_fields = unknown
+    return o
+
+
+def e_message_Response(m, out):
+    v = m.call_id
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_0a[n] if n < 128 else b"\n" + vi(n)
+        out += b
+    v = m.payload
+    if v != b"":
+        b = v
+        n = len(b)
+        out += TL_12[n] if n < 128 else b"\x12" + vi(n)
+        out += b
+    v = m.error
+    if v != "":
+        b = v.encode()
+        n = len(b)
+        out += TL_1a[n] if n < 128 else b"\x1a" + vi(n)
+        out += b
+    out += m._unknown_fields
+
+
 DECODERS = {
     C_api_app_v1_VersionRequest: d_api_app_v1_VersionRequest,
     C_api_app_v1_VersionResponse: d_api_app_v1_VersionResponse,
@@ -7446,12 +10887,47 @@ DECODERS = {
     C_api_probation_v1_RollbackPolicy: d_api_probation_v1_RollbackPolicy,
     C_api_probation_v1_UpdateRollbackPolicyRequest: d_api_probation_v1_UpdateRollbackPolicyRequest,
     C_api_probation_v1_UpdateRollbackPolicyResponse: d_api_probation_v1_UpdateRollbackPolicyResponse,
+    C_cfm_Account: d_cfm_Account,
+    C_cfm_ApprovedJobRequest: d_cfm_ApprovedJobRequest,
+    C_cfm_ApprovedJobResponse: d_cfm_ApprovedJobResponse,
+    C_cfm_CancelledJobRequest: d_cfm_CancelledJobRequest,
+    C_cfm_CancelledJobResponse: d_cfm_CancelledJobResponse,
+    C_cfm_Chain: d_cfm_Chain,
+    C_cfm_ChainConfig: d_cfm_ChainConfig,
+    C_cfm_ChainConfigError: d_cfm_ChainConfigError,
+    C_cfm_DeleteJobRequest: d_cfm_DeleteJobRequest,
+    C_cfm_DeleteJobResponse: d_cfm_DeleteJobResponse,
+    C_cfm_FluxMonitorConfig: d_cfm_FluxMonitorConfig,
+    C_cfm_GetJobRunsRequest: d_cfm_GetJobRunsRequest,
+    C_cfm_GetJobRunsResponse: d_cfm_GetJobRunsResponse,
+    C_cfm_HealthcheckRequest: d_cfm_HealthcheckRequest,
+    C_cfm_HealthcheckResponse: d_cfm_HealthcheckResponse,
+    C_cfm_JobRunSummary: d_cfm_JobRunSummary,
+    C_cfm_Ocr1Config: d_cfm_Ocr1Config,
+    C_cfm_Ocr1ConfigOcrKeyBundle: d_cfm_Ocr1ConfigOcrKeyBundle,
+    C_cfm_Ocr1ConfigP2PKeyBundle: d_cfm_Ocr1ConfigP2PKeyBundle,
+    C_cfm_Ocr2Config: d_cfm_Ocr2Config,
+    C_cfm_Ocr2ConfigOcrKeyBundle: d_cfm_Ocr2ConfigOcrKeyBundle,
+    C_cfm_Ocr2ConfigP2PKeyBundle: d_cfm_Ocr2ConfigP2PKeyBundle,
+    C_cfm_Ocr2ConfigPlugins: d_cfm_Ocr2ConfigPlugins,
+    C_cfm_P2PKeyBundle: d_cfm_P2PKeyBundle,
+    C_cfm_ProposeJobRequest: d_cfm_ProposeJobRequest,
+    C_cfm_ProposeJobResponse: d_cfm_ProposeJobResponse,
+    C_cfm_RejectedJobRequest: d_cfm_RejectedJobRequest,
+    C_cfm_RejectedJobResponse: d_cfm_RejectedJobResponse,
+    C_cfm_RevokeJobRequest: d_cfm_RevokeJobRequest,
+    C_cfm_RevokeJobResponse: d_cfm_RevokeJobResponse,
+    C_cfm_UpdateNodeRequest: d_cfm_UpdateNodeRequest,
+    C_cfm_UpdateNodeResponse: d_cfm_UpdateNodeResponse,
     C_google_protobuf_ListValue: d_google_protobuf_ListValue,
     C_google_protobuf_Struct: d_google_protobuf_Struct,
     C_google_protobuf_Timestamp: d_google_protobuf_Timestamp,
     C_google_protobuf_Value: d_google_protobuf_Value,
     C_grpc_health_v1_HealthCheckRequest: d_grpc_health_v1_HealthCheckRequest,
     C_grpc_health_v1_HealthCheckResponse: d_grpc_health_v1_HealthCheckResponse,
+    C_message_Message: d_message_Message,
+    C_message_Request: d_message_Request,
+    C_message_Response: d_message_Response,
 }
 
 ENCODERS = {
@@ -7525,10 +11001,45 @@ ENCODERS = {
     C_api_probation_v1_RollbackPolicy: e_api_probation_v1_RollbackPolicy,
     C_api_probation_v1_UpdateRollbackPolicyRequest: e_api_probation_v1_UpdateRollbackPolicyRequest,
     C_api_probation_v1_UpdateRollbackPolicyResponse: e_api_probation_v1_UpdateRollbackPolicyResponse,
+    C_cfm_Account: e_cfm_Account,
+    C_cfm_ApprovedJobRequest: e_cfm_ApprovedJobRequest,
+    C_cfm_ApprovedJobResponse: e_cfm_ApprovedJobResponse,
+    C_cfm_CancelledJobRequest: e_cfm_CancelledJobRequest,
+    C_cfm_CancelledJobResponse: e_cfm_CancelledJobResponse,
+    C_cfm_Chain: e_cfm_Chain,
+    C_cfm_ChainConfig: e_cfm_ChainConfig,
+    C_cfm_ChainConfigError: e_cfm_ChainConfigError,
+    C_cfm_DeleteJobRequest: e_cfm_DeleteJobRequest,
+    C_cfm_DeleteJobResponse: e_cfm_DeleteJobResponse,
+    C_cfm_FluxMonitorConfig: e_cfm_FluxMonitorConfig,
+    C_cfm_GetJobRunsRequest: e_cfm_GetJobRunsRequest,
+    C_cfm_GetJobRunsResponse: e_cfm_GetJobRunsResponse,
+    C_cfm_HealthcheckRequest: e_cfm_HealthcheckRequest,
+    C_cfm_HealthcheckResponse: e_cfm_HealthcheckResponse,
+    C_cfm_JobRunSummary: e_cfm_JobRunSummary,
+    C_cfm_Ocr1Config: e_cfm_Ocr1Config,
+    C_cfm_Ocr1ConfigOcrKeyBundle: e_cfm_Ocr1ConfigOcrKeyBundle,
+    C_cfm_Ocr1ConfigP2PKeyBundle: e_cfm_Ocr1ConfigP2PKeyBundle,
+    C_cfm_Ocr2Config: e_cfm_Ocr2Config,
+    C_cfm_Ocr2ConfigOcrKeyBundle: e_cfm_Ocr2ConfigOcrKeyBundle,
+    C_cfm_Ocr2ConfigP2PKeyBundle: e_cfm_Ocr2ConfigP2PKeyBundle,
+    C_cfm_Ocr2ConfigPlugins: e_cfm_Ocr2ConfigPlugins,
+    C_cfm_P2PKeyBundle: e_cfm_P2PKeyBundle,
+    C_cfm_ProposeJobRequest: e_cfm_ProposeJobRequest,
+    C_cfm_ProposeJobResponse: e_cfm_ProposeJobResponse,
+    C_cfm_RejectedJobRequest: e_cfm_RejectedJobRequest,
+    C_cfm_RejectedJobResponse: e_cfm_RejectedJobResponse,
+    C_cfm_RevokeJobRequest: e_cfm_RevokeJobRequest,
+    C_cfm_RevokeJobResponse: e_cfm_RevokeJobResponse,
+    C_cfm_UpdateNodeRequest: e_cfm_UpdateNodeRequest,
+    C_cfm_UpdateNodeResponse: e_cfm_UpdateNodeResponse,
     C_google_protobuf_ListValue: e_google_protobuf_ListValue,
     C_google_protobuf_Struct: e_google_protobuf_Struct,
     C_google_protobuf_Timestamp: e_google_protobuf_Timestamp,
     C_google_protobuf_Value: e_google_protobuf_Value,
     C_grpc_health_v1_HealthCheckRequest: e_grpc_health_v1_HealthCheckRequest,
     C_grpc_health_v1_HealthCheckResponse: e_grpc_health_v1_HealthCheckResponse,
+    C_message_Message: e_message_Message,
+    C_message_Request: e_message_Request,
+    C_message_Response: e_message_Response,
 }

@@ -31,10 +31,10 @@ from tests.helpers.server_fixtures import pubkey, spec
 
 pytestmark = pytest.mark.asyncio
 
-node_pb2 = stubs("v1.node.node_pb2")
-node_grpc = stubs("v1.node.node_pb2_grpc")
-job_pb2 = stubs("v1.job.job_pb2")
-job_grpc = stubs("v1.job.job_pb2_grpc")
+node_pb2: Any = stubs("v1.node.node_pb2")
+node_grpc: Any = stubs("v1.node.node_pb2_grpc")
+job_pb2: Any = stubs("v1.job.job_pb2")
+job_grpc: Any = stubs("v1.job.job_pb2_grpc")
 
 
 async def _nodes(srv: EmbeddedJD, n: int) -> list[str]:
@@ -94,7 +94,7 @@ async def raw_list_nodes(port: int, accept: str | None) -> tuple[dict[str, str],
             assert data
             for ev in conn.receive_data(data):
                 if isinstance(ev, h2.events.ResponseReceived | h2.events.TrailersReceived):
-                    got.update(dict(ev.headers))
+                    got.update((str(k), str(v)) for k, v in ev.headers)
                 elif isinstance(ev, h2.events.DataReceived):
                     body += ev.data
                     conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
@@ -144,7 +144,7 @@ async def test_jdkit_client_sends_gzip_to_the_embedded_jd() -> None:
                 await jd.propose_job(job.ProposeJobRequest(node_id=node_id, spec=big))
             small = spec(extra="# " + "y" * 500_000 + "\n")
             resp = await jd.propose_job(job.ProposeJobRequest(node_id=node_id, spec=small))
-            assert resp.proposal.spec == small
+            assert resp.proposal is not None and resp.proposal.spec == small
             await _nodes_more(srv)
             assert len((await jd.list_nodes()).nodes) == 201
         async with JobDistributor.connect(srv.address, timeout=10) as jd:  # no compression
@@ -152,7 +152,7 @@ async def test_jdkit_client_sends_gzip_to_the_embedded_jd() -> None:
                 await jd.propose_job(job.ProposeJobRequest(node_id=node_id, spec=big))
 
 
-class _Nodes(node_grpc.NodeServiceServicer):  # type: ignore[misc]
+class _Nodes(node_grpc.NodeServiceServicer):  # type: ignore[misc,name-defined]
     def __init__(self) -> None:
         self.names: list[str] = []
 
@@ -177,7 +177,8 @@ async def test_jdkit_client_with_gzip_against_a_grpcio_server_that_compresses() 
         async with JobDistributor.connect(options=opts) as jd:
             name = "n" * 5000  # over MIN_COMPRESS_SIZE: sent compressed
             resp = await jd.register_node(node.RegisterNodeRequest(name=name, public_key="k"))
-            assert resp.node.name == name and servicer.names == [name]
+            assert resp.node is not None and resp.node.name == name
+            assert servicer.names == [name]
             listed = await jd.list_nodes()
             assert len(listed.nodes) == 2000
         # and the reply limit holds on the decompressed size

@@ -72,6 +72,17 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
         DockerProviderError,
         sweep_docker,
     )
+    from jdkit._wsrpc._api import (
+        JDKeyMismatchError,
+        NodeAlreadyConnectedError,
+        NodeKeyRefusedError,
+        NodeProtocolError,
+        ReceivedProposal,
+        SimulatedFleet,
+        SimulatedNode,
+        WsrpcCallError,
+        WsrpcTimeoutError,
+    )
 
 __version__ = "0.1.0"
 

@@ -53,7 +53,7 @@ def descs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dic
 
 
 def _fields(m: Any, prefix: str = "") -> dict[str, tuple[Any, ...]]:
-    out = {}
+    out: dict[str, tuple[Any, ...]] = {}
     name = f"{prefix}{m.name}"
     for f in m.field:
         out[f"{name}.{f.name}"] = (

@@ -31,6 +31,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_stays()
             node.RegisterNodeRequest(name="mute", public_key=public_hex(key))
         )
         assert reg.node is not None
+        mute_id = reg.node.id
         host, port = env.srv.node_address.rsplit(":", 1)
         reader, writer = await asyncio.open_connection(host, int(port), ssl=client_context(key))
         stream = ClientStream(reader, writer)
@@ -40,7 +41,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_stays()
         for chunk in proto.data_to_send():
             writer.write(chunk)
         async with live:
-            await eventually(lambda: reg.node.id in env.srv.nodeport.connected)
+            await eventually(lambda: mute_id in env.srv.nodeport.connected)
             for _ in range(6):
                 await asyncio.sleep(0.2)
                 proto.send_frame(
@@ -49,7 +50,7 @@ async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_stays()
                 for chunk in proto.data_to_send():
                     writer.write(chunk)
             await eventually(
-                lambda: reg.node.id not in env.srv.nodeport.connected,
+                lambda: mute_id not in env.srv.nodeport.connected,
                 timeout=3,
                 what="mute dropped",
             )

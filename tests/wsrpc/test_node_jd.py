@@ -5,6 +5,7 @@ node did over the protocol."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -93,6 +94,10 @@ async def test_ignore_then_answer_by_hand_and_cancel(env: Env) -> None:
         assert (await env.proposal(prop.id)).status == S.CANCELLED
 
 
+def _approved(n: SimulatedNode) -> bool:
+    return bool(n.proposals) and n.proposals[0].answer == "approved"
+
+
 async def _status_is(env: Env, prop_id: str, status: int, delivery: int) -> job.Proposal | None:
     p = await env.proposal(prop_id)
     return p if (p.status, p.delivery_status) == (status, delivery) else None
@@ -125,7 +130,7 @@ async def test_offline_backlog_is_delivered_on_connect(env: Env) -> None:
         got = await n.wait_for_proposals(3)
         assert [g.id for g in got] == [await env.job_uuid(p) for p in props]
         for prop in props:
-            await eventually(lambda p=prop: _status_is(env, p.id, S.PROPOSED, D.DELIVERED))
+            await eventually(functools.partial(_status_is, env, prop.id, S.PROPOSED, D.DELIVERED))
 
 
 async def test_revoke_and_delete_reach_the_node(env: Env) -> None:
@@ -337,8 +342,6 @@ async def test_batch_propose_reaches_every_connected_node(env: Env) -> None:
         resp = await env.jd.batch_propose_job(job.BatchProposeJobRequest(node_ids=ids, spec=spec()))
         assert len(resp.success_responses) == 5
         for n in nodes:
-            await n.wait_until(
-                lambda n=n: bool(n.proposals) and n.proposals[0].answer == "approved"
-            )
+            await n.wait_until(functools.partial(_approved, n))
     finally:
         await asyncio.gather(*(n.stop() for n in nodes))

@@ -16,8 +16,8 @@ from jdkit import JobDistributor, SimulatedNode
 from jdkit._server import EmbeddedJD
 from jdkit._wsrpc._node import Backoff
 from jdkit.pb import job, node
+from jdkit.pb import node as node_pb
 
-Node = node.Node  # under its own name: `node` is also a method of Env below
 FAST = Backoff(initial=0.05, factor=1.6, jitter=0.2, cap=0.5)
 
 
@@ -50,7 +50,7 @@ class Env:
         assert resp.node is not None
         return resp.node.id
 
-    async def get_node(self, node_id: str) -> Node:
+    async def get_node(self, node_id: str) -> node_pb.Node:
         got = (await self.jd.get_node(node.GetNodeRequest(id=node_id))).node
         assert got is not None
         return got

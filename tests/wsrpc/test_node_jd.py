@@ -94,10 +94,6 @@ async def test_ignore_then_answer_by_hand_and_cancel(env: Env) -> None:
         assert (await env.proposal(prop.id)).status == S.CANCELLED
 
 
-def _approved(n: SimulatedNode) -> bool:
-    return bool(n.proposals) and n.proposals[0].answer == "approved"
-
-
 async def _status_is(env: Env, prop_id: str, status: int, delivery: int) -> job.Proposal | None:
     p = await env.proposal(prop_id)
     return p if (p.status, p.delivery_status) == (status, delivery) else None
@@ -333,6 +329,10 @@ async def test_python_helpers_still_share_the_transitions(env: Env) -> None:
     assert p.delivery_status == D.DELIVERED
 
 
+def _approved_first(n: SimulatedNode) -> bool:
+    return bool(n.proposals) and n.proposals[0].answer == "approved"
+
+
 async def test_batch_propose_reaches_every_connected_node(env: Env) -> None:
     nodes = [env.node(on_proposal="approve") for _ in range(5)]
     ids = [await env.register(n) for n in nodes]
@@ -342,6 +342,6 @@ async def test_batch_propose_reaches_every_connected_node(env: Env) -> None:
         resp = await env.jd.batch_propose_job(job.BatchProposeJobRequest(node_ids=ids, spec=spec()))
         assert len(resp.success_responses) == 5
         for n in nodes:
-            await n.wait_until(functools.partial(_approved, n))
+            await n.wait_until(functools.partial(_approved_first, n))
     finally:
         await asyncio.gather(*(n.stop() for n in nodes))

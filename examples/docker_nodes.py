@@ -5,7 +5,7 @@
 Starts JD + Postgres containers (`jdkit.DockerProvider`; the JD image is
 $CTF_JD_IMAGE when set, else jdkit's own image built from this checkout),
 registers three `jdkit.SimulatedFleet` nodes through the API, connects them
-to the JD's node port (`provider.node_rpc_address`: the container's
+to the JD's node port (`provider.node_address`: the container's
 NODE_RPC_PORT published on loopback), proposes one job to all of them with
 BatchProposeJob, lets each node approve it over wsrpc, and lists the
 proposals. Needs a Docker engine and `jdkit[docker,node]`.
@@ -36,9 +36,9 @@ async def main() -> None:
     provider = jdkit.DockerProvider(jdkit.DockerConfig(), timeout=30)
     async with provider as jd:
         jd_key = await jd.get_csa_public_key()
-        print(f"JD in Docker: API {provider.address}, node port {provider.node_rpc_address}")
+        print(f"JD in Docker: API {provider.address}, node port {provider.node_address}")
         fleet = jdkit.SimulatedFleet(
-            provider.node_rpc_address, jd_key, 3, register_with=jd, on_proposal="approve"
+            provider.node_address, jd_key, 3, register_with=jd, on_proposal="approve"
         )
         t = time.perf_counter()
         async with fleet:

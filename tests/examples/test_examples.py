@@ -25,10 +25,6 @@ SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dry_run_plan.py": ((), ("Dry-run plan: 3 writes (none sent)", "nothing was written")),
     "metrics_interceptor.py": ((), ("GetNode", "NOT_FOUND=2", "INVALID_ARGUMENT=1")),
     "custom_provider.py": ((), ("after a restart the JD still knows: ['persistent']",)),
-    "docker_nodes.py": (
-        ("aiodocker", "websockets", "OpenSSL"),
-        ("3 proposals: APPROVED/ACKNOWLEDGED", "docker nodes example finished"),
-    ),
     "simulated_node.py": (
         ("websockets", "OpenSSL"),
         (
@@ -69,10 +65,6 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
     missing = [m for m in needs if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"{script} needs {', '.join(missing)} (the test/cognito extras)")
-    if script.startswith("docker_"):
-        problem = docker_engine_problem()
-        if problem is not None and not os.environ.get("CI"):
-            pytest.skip(f"{script} needs Docker: {problem}")
     r = subprocess.run(
         [sys.executable, str(EXAMPLES / script)],
         capture_output=True,

@@ -25,6 +25,15 @@ SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dry_run_plan.py": ((), ("Dry-run plan: 3 writes (none sent)", "nothing was written")),
     "metrics_interceptor.py": ((), ("GetNode", "NOT_FOUND=2", "INVALID_ARGUMENT=1")),
     "custom_provider.py": ((), ("after a restart the JD still knows: ['persistent']",)),
+    "simulated_node.py": (
+        ("websockets", "OpenSSL"),
+        (
+            "GetNode: is_connected=True version=2.21.0",
+            "ListProposals: APPROVED / ACKNOWLEDGED, revision 1",
+            "chain configs the node reported: ['11155111']",
+            "simulated node example finished",
+        ),
+    ),
     "cognito_auth.py": (
         ("moto", "boto3", "aiobotocore", "jwt", "httpx"),
         (
@@ -87,4 +96,4 @@ def test_docker_suite_example(tmp_path: Path) -> None:
         timeout=1800,
     )  # fmt: skip
     assert r.returncode == 0, f"docker suite failed:\n{r.stdout[-5000:]}\n{r.stderr[-3000:]}"
-    assert "4 passed" in r.stdout, r.stdout[-2000:]
+    assert "5 passed" in r.stdout, r.stdout[-2000:]

@@ -47,6 +47,8 @@ from jdkit.pb import job, label, node
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-static-token"
 BEARER = f"Bearer {TOKEN}"
+#: receive limit of both clients: above the 4 MiB default, for the large listings
+_BIG = 256 * 1024 * 1024
 #: jdkit's default deadline; the grpcio calls get the same, so both send grpc-timeout
 TIMEOUT = 30.0
 
@@ -271,7 +273,11 @@ async def server_process(token: str | None = TOKEN) -> AsyncIterator[str]:
 def jdkit_client(addr: str, *, interceptors: Sequence[Interceptor] = ()) -> JobDistributor:
     """The client as a user builds it: bearer token from a StaticToken source."""
     return JobDistributor.connect(
-        addr, auth=StaticToken(TOKEN), allow_insecure_auth=True, interceptors=interceptors
+        addr,
+        auth=StaticToken(TOKEN),
+        allow_insecure_auth=True,
+        interceptors=interceptors,
+        max_receive_message_size=_BIG,  # (d) lists all 100,000 jobs once (21 MB)
     )
 
 
@@ -880,7 +886,7 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
         return report
     async with server_process() as addr:
         jd = jdkit_client(addr)
-        channel = aio.insecure_channel(addr)
+        channel = aio.insecure_channel(addr, options=[("grpc.max_receive_message_length", _BIG)])
         try:
             print(f"    seeding {sz.nodes:,} nodes on {addr}", flush=True)
             ids = await seed_nodes(jd, sz.nodes)

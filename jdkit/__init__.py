@@ -20,6 +20,8 @@ provably never arrived); `ServingStatus`, the gRPC health states;
 given; `__version__`.
 """
 
+from typing import TYPE_CHECKING
+
 from jdkit import pb, selectors
 from jdkit._channel import TLSConfig
 from jdkit._client import CallOptions, JobDistributor, ServingStatus
@@ -63,9 +65,40 @@ from jdkit._providers import (
 from jdkit._retry import RetryPolicy
 from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
+if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
+    from jdkit._providers._docker import (
+        DockerConfig,
+        DockerProvider,
+        DockerProviderError,
+        sweep_docker,
+    )
+    from jdkit._wsrpc._api import (
+        JDKeyMismatchError,
+        NodeAlreadyConnectedError,
+        NodeKeyRefusedError,
+        NodeProtocolError,
+        ReceivedProposal,
+        SimulatedFleet,
+        SimulatedNode,
+        WsrpcCallError,
+        WsrpcTimeoutError,
+    )
+
 __version__ = "0.1.0"
 
 _LAZY = frozenset({"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"})
+
+_NODE = {
+    "SimulatedNode",
+    "SimulatedFleet",
+    "ReceivedProposal",
+    "NodeProtocolError",
+    "NodeKeyRefusedError",
+    "JDKeyMismatchError",
+    "NodeAlreadyConnectedError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -76,11 +109,18 @@ def __getattr__(name: str) -> object:
         value = getattr(_providers, name)
         globals()[name] = value
         return value
+    if name in _NODE:
+        # the node protocol needs the optional `node` extra: resolved on use
+        from jdkit._wsrpc import _api
+
+        value = getattr(_api, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | _NODE)
 
 
 __all__ = [
@@ -106,11 +146,15 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "JDError",
+    "JDKeyMismatchError",
     "JobDistributor",
     "Journal",
     "JournalEntry",
     "Message",
     "Method",
+    "NodeAlreadyConnectedError",
+    "NodeKeyRefusedError",
+    "NodeProtocolError",
     "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
@@ -119,6 +163,7 @@ __all__ = [
     "Provider",
     "ProviderNotInitializedError",
     "RPCError",
+    "ReceivedProposal",
     "RemoteConfig",
     "RemoteProvider",
     "ResourceExhaustedError",
@@ -126,6 +171,8 @@ __all__ = [
     "Rollout",
     "RolloutStatus",
     "ServingStatus",
+    "SimulatedFleet",
+    "SimulatedNode",
     "StreamNext",
     "TLSConfig",
     "UnaryNext",
@@ -134,6 +181,8 @@ __all__ = [
     "UnimplementedError",
     "VersionError",
     "WrongEventLoopError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
     "__version__",
     "connect",
     "pb",

@@ -92,7 +92,7 @@ def settle(proc: psutil.Process, seconds: float = 20.0) -> int:
             last, stable_since = rss, time.monotonic()
         elif time.monotonic() - stable_since > 1.5:
             break
-    return proc.memory_info().rss
+    return int(proc.memory_info().rss)
 
 
 @pytest.mark.asyncio

@@ -5,6 +5,7 @@ in-memory exporter, against real servers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -22,8 +23,8 @@ from jdkit.pb import node
 from jdkit.server import StaticTokenVerifier
 from tests.helpers.grpcio import stubs
 
-node_pb2 = stubs("v1.node.node_pb2")
-node_grpc = stubs("v1.node.node_pb2_grpc")
+node_pb2: Any = stubs("v1.node.node_pb2")
+node_grpc: Any = stubs("v1.node.node_pb2_grpc")
 
 
 @pytest.fixture

@@ -278,9 +278,12 @@ class AnyLoopChannel(Channel):
         *,
         ssl: Any = None,
         config: Configuration | None = None,
+        codec: Any = None,
     ) -> None:
         # No super().__init__(): that would bind a loop now.
-        self._jd_args: dict[str, Any] = dict(host=host, port=port, ssl=ssl, config=config)
+        self._jd_args: dict[str, Any] = dict(
+            host=host, port=port, ssl=ssl, config=config, codec=codec
+        )
         self._per_loop: dict[asyncio.AbstractEventLoop, tuple[Channel, asyncio.Event]] = {}
         self._protocol = None  # what grpclib's Channel.__del__ looks at
 

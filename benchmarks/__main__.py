@@ -39,8 +39,10 @@ How it is measured:
   `nox -s protos`); betterproto2's own `parse`/`bytes()` are shown beside it
   as the reference. The embedded JD is grpclib with the same codec, so the
   server's cost is in both clients' round trips; the in-process decode and
-  encode rows show what each runtime costs on the same bytes. "First sight"
-  means the codec's timestamp memo was emptied before each call.
+  encode rows show what each runtime costs on the same bytes, as CPU time of
+  the thread (so the load other processes put on the shared cores does not
+  inflate them, as it does wall time). "First sight" means the codec's
+  timestamp memo was emptied before each call.
 - (c) times BatchProposeJob (one SQLite transaction per batch) on a fresh
   server; (d) keeps proposing batches until the job table holds the stated
   number of jobs, then times ListJobs with label selectors.

@@ -29,7 +29,8 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
 from grpclib.protocol import H2Protocol
 
-from jdkit._exceptions import InvalidArgumentError, NotFoundError, RPCError
+from jdkit._core.rules import job_ident
+from jdkit._exceptions import NotFoundError, RPCError
 from jdkit._methods import WRITES
 from jdkit._proto.api.app.v1 import AppServiceBase, VersionRequest, VersionResponse
 from jdkit._proto.api.csa.v1 import (
@@ -296,14 +297,7 @@ class _Servable:
 
 
 def _job_ident(req: GetJobRequest | RevokeJobRequest | DeleteJobRequest | UpdateJobRequest) -> str:
-    if req.id:
-        return req.id
-    if req.uuid is not None:
-        raise InvalidArgumentError(
-            "uuid is deprecated and ambiguous (one externalJobID can be a job on many nodes); "
-            "pass the job id, or find it with ListJobs filter.uuids"
-        )
-    raise InvalidArgumentError("id is required")
+    return job_ident(req.id, req.uuid)
 
 
 class NodeService(NodeServiceBase):

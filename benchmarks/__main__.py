@@ -31,7 +31,7 @@ How it is measured:
   verifier; every client sends the bearer token. The jdkit client is built as
   a user builds it (`JobDistributor.connect(..., auth=StaticToken(...))`);
   the grpcio client is `grpc.aio` with stubs compiled from `proto/` by
-  grpcio-tools (`tests/_grpcio.py`). Both send a 30 s deadline.
+  grpcio-tools (`tests/helpers/grpcio.py`). Both send a 30 s deadline.
 - Ratios in (b) are jdkit's rate over grpcio's (below 1x: jdkit is slower);
   in (d) jdkit's time over grpcio's (above 1x: jdkit is slower).
 - The embedded JD is itself grpclib + betterproto2 (with its own fast encoder

@@ -202,8 +202,8 @@ async def compare(
 
 
 def grpcio_stubs() -> Callable[[str], ModuleType]:
-    """tests/_grpcio.py, imported by path: official stubs built from proto/."""
-    path = ROOT / "tests" / "_grpcio.py"
+    """tests/helpers/grpcio.py, imported by path: official stubs built from proto/."""
+    path = ROOT / "tests" / "helpers" / "grpcio.py"
     spec = importlib.util.spec_from_file_location("_jdkit_bench_grpcio", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

@@ -33,8 +33,8 @@ from hypothesis.stateful import (
 )
 
 from jdkit import JDError, JobDistributor, RPCError
-from jdkit.pb import job, label, node, probation, protobuf
 from jdkit._server import EmbeddedJD
+from jdkit.pb import job, label, node, probation, protobuf
 
 COLLECT = os.environ.get("JDKIT_DIFF_COLLECT") == "1"
 #: Bounded for CI: ~1 s per 10 examples on a loaded 2-core machine.
@@ -46,11 +46,9 @@ EXT = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 
 NUL_IDS = ["", "\x00", "node\x00x", "node_unknown", "dryrun_node_999", "job_unknown", "prop_x"]
 NAMES = st.sampled_from(["n", "node-a", "", "a\x00b", "ümlaut"])
-LABEL_KEYS = st.sampled_from(["env", "tier", "region", "", "k\x00"])
+LABEL_KEYS = st.sampled_from(["env", "tier", "region", "", "k\x00", "\x00"])
 LABEL_VALUES = st.sampled_from([None, "", "prod", "eu", "dev", "v\x00"])
-LABELS = st.lists(
-    st.builds(label.Label, key=LABEL_KEYS, value=LABEL_VALUES), max_size=3
-)
+LABELS = st.lists(st.builds(label.Label, key=LABEL_KEYS, value=LABEL_VALUES), max_size=3)
 SELECTORS = st.lists(
     st.builds(
         label.Selector,
@@ -87,7 +85,12 @@ SPECS = st.one_of(
     st.sampled_from(NASTY_SPECS),
 )
 POLICIES = st.sampled_from(
-    [None, protobuf.Struct(), protobuf.Struct.from_dict({"max": 1}), protobuf.Struct.from_dict({"a": "b"})]
+    [
+        None,
+        protobuf.Struct(),
+        protobuf.Struct.from_dict({"max": 1}),
+        protobuf.Struct.from_dict({"a": "b"}),
+    ]
 )
 
 _ID_KEYS = {"id", "nodeId", "jobId", "proposalIds"}
@@ -187,7 +190,11 @@ class DryRunMatchesJD(RuleBasedStateMachine):
         if isinstance(a, dict) and isinstance(b, dict):
             for k in a.keys() & b.keys():
                 if k in _ID_MAPS and isinstance(a[k], dict) and isinstance(b[k], dict):
-                    for ka, kb in zip(sorted(a[k], key=lambda x: self._order(0, x)), sorted(b[k], key=lambda x: self._order(1, x)), strict=False):
+                    for ka, kb in zip(
+                        sorted(a[k], key=lambda x: self._order(0, x)),
+                        sorted(b[k], key=lambda x: self._order(1, x)),
+                        strict=False,
+                    ):
                         self._pair_id(ka, kb, "node")
                         self._pair(a[k][ka], b[k][kb])
                 else:
@@ -228,7 +235,9 @@ class DryRunMatchesJD(RuleBasedStateMachine):
                     value = value.replace(ident, name)
         return value
 
-    def both(self, what: str, make: Callable[[int, JobDistributor], Awaitable[Any]]) -> Outcome | None:
+    def both(
+        self, what: str, make: Callable[[int, JobDistributor], Awaitable[Any]]
+    ) -> Outcome | None:
         """Run one call on both sides; compare; return side A's outcome."""
         if self.diverged:
             return None
@@ -244,7 +253,9 @@ class DryRunMatchesJD(RuleBasedStateMachine):
         if not same:
             self.diverged = True
             kind = (what, a.status, b.status if a.status != b.status else "shape")
-            FOUND.setdefault(kind, (type(self).example, f"A: {a.detail or na}\nB: {b.detail or nb}"))
+            FOUND.setdefault(
+                kind, (type(self).example, f"A: {a.detail or na}\nB: {b.detail or nb}")
+            )
             if not COLLECT:
                 raise AssertionError(
                     f"{what}: real JD answered {a.status}, dry run {b.status}\n"
@@ -362,7 +373,9 @@ class DryRunMatchesJD(RuleBasedStateMachine):
         out = self.both(
             "UpdateNode",
             lambda i, c: c.update_node(
-                node.UpdateNodeRequest(id=self.real(i, ref), name=name, public_key=key, labels=labels)
+                node.UpdateNodeRequest(
+                    id=self.real(i, ref), name=name, public_key=key, labels=labels
+                )
             ),
         )
         if out is not None and out.status == "OK" and key:

@@ -35,9 +35,7 @@ class Env:
         self.dry = real.with_dry_run()
         self.nodes: list[node.Node] = []
 
-    async def both(
-        self, call: Callable[[JobDistributor], Awaitable[Any]]
-    ) -> tuple[object, object]:
+    async def both(self, call: Callable[[JobDistributor], Awaitable[Any]]) -> tuple[object, object]:
         """(dry-run outcome, real outcome): the answer, or the error's class.
         The dry run goes first so the real write cannot influence it."""
         out: list[object] = []
@@ -63,7 +61,9 @@ async def env() -> AsyncIterator[Env]:
             yield e
 
 
-async def _same_error(env: Env, call: Callable[[JobDistributor], Awaitable[Any]], err: type) -> None:
+async def _same_error(
+    env: Env, call: Callable[[JobDistributor], Awaitable[Any]], err: type
+) -> None:
     dry, real = await env.both(call)
     assert dry is err and real is err, (dry, real)
 
@@ -84,9 +84,7 @@ async def test_update_node_to_another_nodes_key_is_already_exists(env: Env) -> N
         node.RegisterNodeRequest(
             name="a", public_key="ab" * 32, labels=[label.Label(key="k", value="v\x00")]
         ),
-        node.RegisterNodeRequest(
-            name="a", public_key="ab" * 32, labels=[label.Label(key="k\x00")]
-        ),
+        node.RegisterNodeRequest(name="a", public_key="ab" * 32, labels=[label.Label(key="k\x00")]),
     ],
     ids=["nul-name", "nul-label-value", "nul-label-key"],
 )
@@ -216,9 +214,7 @@ async def test_planned_updates_show_in_reads(env: Env) -> None:
         node.UpdateNodeRequest(id=b.id, name="renamed", labels=[label.Label(key="tier", value="1")])
     )
     disabled = await dry.list_nodes(
-        node.ListNodesRequest(
-            filter=node.ListNodesRequestFilter(enabled=node.EnableState.DISABLED)
-        )
+        node.ListNodesRequest(filter=node.ListNodesRequestFilter(enabled=node.EnableState.DISABLED))
     )
     assert [n.id for n in disabled.nodes] == [a.id]
     got = await dry.get_node(node.GetNodeRequest(id=b.id))

@@ -6,6 +6,7 @@
 - `nox -s protos_check`: fail when jdkit/_proto differs from a fresh generation
 - `nox -s bench`: benchmarks; writes docs/benchmarks.md
 - `nox -s example`: the quickstart example against the embedded JD
+- `nox -s docs`: the docs site (mkdocs + mkdocstrings) with --strict, into site/
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import nox
 # Every session runs in the environment nox itself runs in (./dev's .venv),
 # so the heavy test dependencies are installed once, not once per session.
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "typecheck", "protos_check", "tests"]
+nox.options.sessions = ["lint", "typecheck", "protos_check", "docs", "tests"]
 
 
 @nox.session
@@ -32,6 +33,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     session.run("mypy")
+    # a user's script over the task helpers: strict, and no `X | None` to narrow
+    session.run("mypy", "--strict", "tests/typing/user_script.py")
 
 
 @nox.session
@@ -52,3 +55,9 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def example(session: nox.Session) -> None:
     session.run("python", "examples/quickstart.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    # --strict: a broken link, a missing page or an unresolvable reference fails
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)

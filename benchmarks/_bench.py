@@ -31,13 +31,12 @@ from typing import Any
 from grpc import aio
 from grpclib.client import Channel
 
-from jdkit import JobDistributor
-from jdkit._auth import StaticToken
-from jdkit._channel import parse_target
+from jdkit import ClientOptions, JobDistributor
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
 from jdkit._proto.api.node.v1 import NodeServiceStub
 from jdkit._server import EmbeddedJD
 from jdkit._server._grpc import Codec as ServerCodec
+from jdkit.auth import StaticToken
 from jdkit.pb import job, label, node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -641,17 +640,17 @@ async def bench_chain(sz: Sizes, w: World, report: Report, profile: bool) -> Non
             await c.aclose()
 
     # the same chain with a transport that answers at once: its pure CPU cost
-    target = parse_target(w.addr)
     unused = Channel(host, int(port))
     noio_full = _NoIO(
         unused,
-        target=target,
-        secure=False,
-        auth=StaticToken(TOKEN),
-        allow_insecure_auth=True,
-        interceptors=[DebugLogging()],
+        ClientOptions(
+            target=w.addr,
+            auth=StaticToken(TOKEN),
+            allow_insecure_auth=True,
+            interceptors=[DebugLogging()],
+        ),
     )
-    noio_none = _NoIO(unused, target=target, secure=False, timeout=None, metadata=md)
+    noio_none = _NoIO(unused, ClientOptions(target=w.addr, timeout=None, metadata=md))
 
     async def terminal_only() -> Message:
         return await _NoIO._transport_unary(noio_none, None)  # type: ignore[arg-type]

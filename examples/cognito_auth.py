@@ -7,7 +7,7 @@ accepts only access tokens signed by the user pool's keys.
 3. A call without a token: UNAUTHENTICATED.
 4. `CognitoTokenSource` logs in (SECRET_HASH, refresh later) and the client
    puts `authorization: Bearer ...` on every call.
-5. The same from the environment (`JD_COGNITO_*`), as `RemoteConfig.from_env`
+5. The same from the environment (`JD_COGNITO_*`), as `ClientOptions.from_env`
    and the `jdkit` command line read it.
 
     python examples/cognito_auth.py
@@ -29,10 +29,9 @@ import boto3  # type: ignore[import-untyped]
 from moto.server import ThreadedMotoServer
 
 import jdkit
-from jdkit._auth import CognitoTokenSource
-from jdkit._server import EmbeddedJD
-from jdkit._server._auth import JWKSVerifier
+from jdkit.auth import CognitoTokenSource
 from jdkit.pb import node
+from jdkit.server import EmbeddedJD, JWKSVerifier
 
 REGION = "us-east-1"
 USER, PASSWORD = "deployer", "Corr3ct-Horse-Battery!"
@@ -112,9 +111,9 @@ async def main() -> None:
                 "JD_COGNITO_REGION": REGION,
                 "JD_COGNITO_ENDPOINT_URL": endpoint,
             }
-            async with jdkit.RemoteProvider(jdkit.RemoteConfig.from_env(env)) as jd:
+            async with jdkit.RemoteProvider.from_env(env) as jd:
                 total = (await jd.list_nodes()).total_count
-                print(f"RemoteConfig.from_env: {total} node(s)")
+                print(f"RemoteProvider.from_env: {total} node(s)")
                 assert total == 1
 
             cli = await asyncio.to_thread(

@@ -41,7 +41,10 @@ class SubprocessProvider(jdkit.Provider):
 
     async def _start(self) -> jdkit.JobDistributor:
         self.process = await asyncio.create_subprocess_exec(
+            # a throwaway database: the CSA key may be sealed with the public dev
+            # secret; a real one would set CSA_KEY_ENCRYPTION_SECRET instead
             sys.executable, "-m", "jdkit", "serve", "--port", "0", "--db", self.db,
+            "--insecure-dev-secret",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

@@ -4,7 +4,20 @@
     async with jdkit.connect() as jd:          # embedded JD when no URL is configured
         await jd.list_nodes()
 
-Message types live in `jdkit.pb`; errors are described in `jdkit._exceptions`.
+Every way to a client takes one `ClientOptions` (or its fields as keywords).
+The public modules: `jdkit` (client, options, errors, providers, dry-run
+journal), `jdkit.auth` (token sources), `jdkit.server` (the embedded JD and
+its token verifiers), `jdkit.testing` (fixtures), `jdkit.pb` (message types),
+`jdkit.selectors`, `jdkit.display` (tables). Every error is a `JDError`; the
+errors of a call are `RPCError`s named after the gRPC status. The Docker
+provider's names (`DockerProvider`, `DockerConfig`, `DockerProviderError`,
+`sweep_docker`) are imported on first use: they need the `docker` extra.
+
+Also here: `METHODS` (every RPC's `Method`, by path) and `WRITES` (the paths
+of the writes: what dry-run journals and what is retried only when it
+provably never arrived); `ServingStatus`, the gRPC health states;
+`UnaryNext` and `StreamNext`, the types of the `proceed` an `Interceptor` is
+given; `__version__`.
 """
 
 from jdkit import pb, selectors
@@ -37,6 +50,7 @@ from jdkit._exceptions import (
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit._methods import METHODS, WRITES, Method
+from jdkit._options import ClientOptions
 from jdkit._providers import (
     EmbeddedProvider,
     Provider,
@@ -46,17 +60,26 @@ from jdkit._providers import (
     connect,
 )
 from jdkit._retry import RetryPolicy
+from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
 __version__ = "0.1.0"
+
+_LAZY = frozenset({"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"})
 
 
 def __getattr__(name: str) -> object:
     # DockerProvider & co. need the optional `docker` extra: resolved on use.
-    from jdkit import _providers
+    if name in _LAZY:
+        from jdkit import _providers
 
-    if name in _providers._DOCKER:
-        return getattr(_providers, name)
+        value = getattr(_providers, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)
 
 
 __all__ = [
@@ -69,8 +92,12 @@ __all__ = [
     "CancelledError",
     "ChallengeRequiredError",
     "ClientClosedError",
+    "ClientOptions",
     "ConfigError",
     "DeadlineExceededError",
+    "DockerConfig",
+    "DockerProvider",
+    "DockerProviderError",
     "DryRunError",
     "EmbeddedProvider",
     "FailedPreconditionError",
@@ -83,8 +110,10 @@ __all__ = [
     "JournalEntry",
     "Message",
     "Method",
+    "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProposalWaitError",
     "ProtocolError",
     "Provider",
     "ProviderNotInitializedError",
@@ -93,6 +122,8 @@ __all__ = [
     "RemoteProvider",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "Rollout",
+    "RolloutStatus",
     "ServingStatus",
     "StreamNext",
     "TLSConfig",
@@ -106,5 +137,6 @@ __all__ = [
     "pb",
     "selectors",
     "show",
+    "sweep_docker",
     "table",
 ]

@@ -6,13 +6,16 @@ import ipaddress
 import os
 import ssl
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from grpclib.client import Channel
 from grpclib.config import Configuration
 
 from jdkit._exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from jdkit._options import ClientOptions
 
 _SCHEMES = {"": None, "grpc": False, "http": False, "grpcs": True, "https": True}
 
@@ -29,12 +32,23 @@ class Target:
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether `host` (a name or an address, brackets allowed) is this machine's loopback.
+
+    The one check jdkit uses wherever plaintext is allowed only locally.
+    """
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_target(target: str) -> Target:
@@ -110,9 +124,11 @@ ChannelT = TypeVar("ChannelT", bound=Channel)
 
 def open_channel(
     target: Target,
-    tls: TLSConfig | None,
+    options: ClientOptions,
     channel_cls: type[ChannelT] = Channel,  # type: ignore[assignment]
 ) -> ChannelT:
+    """The grpclib channel for `target` as `options` say (TLS, keepalive)."""
+    tls = options.resolved_tls()
     config = Configuration(
         _keepalive_time=30.0,
         _keepalive_timeout=10.0,

@@ -70,6 +70,7 @@ NO_URL = (
 EPILOG = """\
 examples:
   jdkit serve --port 0 --db jd.sqlite        # prints: listening on 127.0.0.1:PORT
+                                 # (needs CSA_KEY_ENCRYPTION_SECRET or --insecure-dev-secret)
   export JD_GRPC_URL=127.0.0.1:PORT
   jdkit nodes register --name n1 --public-key KEY --label env=dev
   jdkit nodes list -l 'env=dev, region in (eu,us), !canary'
@@ -257,6 +258,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="SQLite file (state survives restarts; lets `proposals approve --db` reach it), "
         "postgresql:// URL, or :memory: (default)",
+    )
+    p.add_argument(
+        "--insecure-dev-secret",
+        action="store_true",
+        help="without CSA_KEY_ENCRYPTION_SECRET, seal the CSA key of a file or Postgres "
+        "database with the public dev secret (throwaway dev databases only)",
+    )
+    p.add_argument(
+        "--max-receive-message-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest request message accepted (default 4194304, as grpc-go)",
+    )
+    p.add_argument(
+        "--max-send-message-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest reply message sent (default: no limit, as grpc-go)",
     )
 
     p = _cmd(sub, "health", c.health, "check the JD's gRPC health (exit 1 unless SERVING)")

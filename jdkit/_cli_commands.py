@@ -119,16 +119,29 @@ def selectors_of(args: argparse.Namespace) -> list[label.Selector]:
 async def serve(args: argparse.Namespace, out: Output) -> int | None:
     """Run an embedded JD until SIGINT/SIGTERM; the first line says where it listens."""
     from jdkit._server import EmbeddedJD
+    from jdkit._server._limits import ServerLimits
 
-    # None: the server falls back to its dev secret and warns about it for files
+    # None: the server reads CSA_KEY_ENCRYPTION_SECRET, and refuses a file or
+    # Postgres database without it unless --insecure-dev-secret
     secret = os.environ.get("CSA_KEY_ENCRYPTION_SECRET") or None
+    sizes = {
+        name: value
+        for name in ("max_receive_message_size", "max_send_message_size")
+        if (value := getattr(args, name, None)) is not None
+    }
+    limits = ServerLimits(**sizes)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         async with EmbeddedJD.start(
-            host=args.host, port=args.port, db=args.db, csa_secret=secret
+            host=args.host,
+            port=args.port,
+            db=args.db,
+            csa_secret=secret,
+            limits=limits,
+            insecure_dev_secret=args.insecure_dev_secret,
         ) as srv:
             if out.json_mode:
                 out.json({"listening": srv.address, "db": args.db}, one_line=True)
@@ -418,11 +431,13 @@ async def node_side(args: argparse.Namespace, out: Output) -> int | None:
         else:
             out.text(f"Dry-run plan: 1 node-side answer (not made)\n  1. {args.verb} {args.id}")
         return None
-    from jdkit._server import DEV_CSA_SECRET
-
-    # the same secret `jdkit serve` used (it already warned if that is the dev one)
-    secret = os.environ.get("CSA_KEY_ENCRYPTION_SECRET") or DEV_CSA_SECRET
-    async with EmbeddedJD.start(host="127.0.0.1", port=0, db=args.db, csa_secret=secret) as srv:
+    # The same secret `jdkit serve` used: CSA_KEY_ENCRYPTION_SECRET, else the dev
+    # one (--insecure-dev-secret). The database exists (checked above) and holds
+    # its key already, so the dev secret here seals nothing new: with the wrong
+    # secret the start fails, naming CSA_KEY_ENCRYPTION_SECRET.
+    async with EmbeddedJD.start(
+        host="127.0.0.1", port=0, db=args.db, insecure_dev_secret=True
+    ) as srv:
         answer = {
             "approve": srv.approve_proposal,
             "reject": srv.reject_proposal,

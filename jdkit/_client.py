@@ -5,15 +5,21 @@
 
 Every RPC is an async method taking and returning the generated dataclasses
 (`jdkit.pb`). Each call runs through the interceptor chain composed once in
-`__init__` (deadline -> user interceptors -> dry-run -> retry -> auth ->
-transport); failures surface as the typed errors of `jdkit._exceptions`.
+`__init__`, outermost first:
+
+    deadline -> your interceptors -> dry-run -> retry -> auth -> transport
+
+so your interceptors see each call once, with its deadline set, whether it
+is then journaled (dry-run: writes stop there, reads go on) or sent; retries
+happen below them, and each attempt gets a fresh token from auth. Failures
+surface as the typed errors exported by `jdkit` (`jdkit.JDError` and its
+subclasses).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
@@ -24,10 +30,9 @@ import betterproto2
 from grpclib.client import Channel
 from grpclib.const import Cardinality
 
-from jdkit._channel import Target, TLSConfig, open_channel, parse_target
+from jdkit._channel import open_channel
 from jdkit._exceptions import (
     ClientClosedError,
-    ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
     NotFoundError,
@@ -48,18 +53,20 @@ from jdkit._interceptors import (
     chain_unary,
 )
 from jdkit._methods import METHODS
+from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_metadata, check_timeout
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
+from jdkit._tasks import _pagers, _requests, _rollout, _status, _waiters
+from jdkit._tasks._requests import LabelsLike, SelectorLike
 from jdkit.pb import app, csa, health, job, node, probation
 
 if TYPE_CHECKING:
-    from jdkit._auth import TokenManager, TokenSource
     from jdkit._dryrun import Journal
+
+__all__ = ["DEFAULT_TIMEOUT", "CallOptions", "JobDistributor", "ServingStatus", "check_timeout"]
 
 R = TypeVar("R", bound=betterproto2.Message)
 
 ServingStatus = health.HealthCheckResponseServingStatus
-
-DEFAULT_TIMEOUT = 30.0
 
 #: Backoff between health polls and stream reconnects: the retry policy's
 #: full-jitter schedule, without its attempt limit.
@@ -92,20 +99,6 @@ async def _send(stream: Any, call: Call) -> None:
         ) from None
 
 
-def check_timeout(field: str, timeout: object) -> None:
-    """A deadline is None or a finite positive number of seconds."""
-    ok = timeout is None or (
-        isinstance(timeout, int | float)
-        and not isinstance(timeout, bool)
-        and math.isfinite(timeout)
-        and timeout > 0
-    )
-    if not ok:
-        raise ConfigError(
-            field, f"must be a finite positive number of seconds or None, got {timeout!r}"
-        )
-
-
 def _check_options(name: str, opts: CallOptions) -> None:
     unknown = set(opts) - _OPTION_NAMES
     if unknown:
@@ -115,12 +108,9 @@ def _check_options(name: str, opts: CallOptions) -> None:
         )
     if "timeout" in opts:
         check_timeout("timeout", opts["timeout"])
-    retry = opts.get("retry")
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise ConfigError("retry", f"expected a RetryPolicy, got {type(retry).__name__}")
-    for key, value in (opts.get("metadata") or {}).items():
-        if not isinstance(key, str) or key != key.lower() or not isinstance(value, str):
-            raise ConfigError("metadata", f"keys must be lower-case str and values str: {key!r}")
+    if "retry" in opts and not isinstance(opts["retry"], RetryPolicy):
+        ClientOptions(retry=opts["retry"])  # raises ConfigError("retry", ...)
+    check_metadata("metadata", opts.get("metadata"))
 
 
 class CallOptions(TypedDict, total=False):
@@ -139,51 +129,39 @@ class JobDistributor:
 
     Build it with `JobDistributor.connect(target, ...)`; use it as an async
     context manager (or call `aclose()`) so the channel is closed.
+    `client.options` is the `ClientOptions` it was made with.
     """
 
-    def __init__(
-        self,
-        channel: Channel,
-        *,
-        target: Target,
-        secure: bool,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        auth: TokenSource | TokenManager | None = None,
-        allow_insecure_auth: bool = False,
-        interceptors: Sequence[Interceptor] = (),
-        dry_run: bool | Journal = False,
-        metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        check_timeout("timeout", timeout)
+    def __init__(self, channel: Channel, options: ClientOptions, /) -> None:
+        """A client over an open `channel` (normally made by `connect()`)."""
+        if not isinstance(options, ClientOptions):
+            raise TypeError(f"expected ClientOptions, got {type(options).__name__}")
+        self.options = options
         self._channel = channel
         self._owns_channel = True
-        self._settings: dict[str, object] = dict(
-            target=target,
-            secure=secure,
-            timeout=timeout,
-            retry=retry,
-            auth=auth,
-            allow_insecure_auth=allow_insecure_auth,
-            interceptors=tuple(interceptors),
-            metadata=metadata,
-        )
-        self.target = target
-        self.secure = secure
-        self._metadata = dict(metadata or {})
-        self.retry_policy = retry if retry is not None else RetryPolicy()
-        chain: list[Interceptor] = [DeadlineInterceptor(timeout), *interceptors]
+        self.target = options.parsed_target()
+        self.secure = options.resolved_tls() is not None
+        self._metadata = dict(options.metadata or {})
+        self.retry_policy = options.retry if options.retry is not None else RetryPolicy()
+        chain: list[Interceptor] = [DeadlineInterceptor(options.timeout), *options.interceptors]
         self.journal: Journal | None = None
-        if dry_run is not False:
+        if options.dry_run is not False:
             from jdkit._dryrun import DryRunInterceptor, Journal
 
-            self.journal = dry_run if isinstance(dry_run, Journal) else Journal()
+            dry = options.dry_run
+            self.journal = dry if isinstance(dry, Journal) else Journal()
             chain.append(DryRunInterceptor(self.journal))
         chain.append(RetryInterceptor(self.retry_policy))
-        if auth is not None:
-            from jdkit._auth import AuthInterceptor
+        if options.auth is not None:
+            from jdkit.auth._interceptor import build_auth_interceptor
 
-            chain.append(AuthInterceptor(auth, secure=secure, allow_insecure=allow_insecure_auth))
+            chain.append(
+                build_auth_interceptor(
+                    options.auth,
+                    secure=self.secure,
+                    allow_insecure=bool(options.allow_insecure_auth),
+                )
+            )
         self.interceptors: tuple[Interceptor, ...] = tuple(chain)
         self._unary_chain: UnaryNext = chain_unary(chain, self._transport_unary)
         self._stream_chain: StreamNext = chain_stream(chain, self._transport_stream)
@@ -194,24 +172,20 @@ class JobDistributor:
     @classmethod
     def connect(
         cls,
-        target: str,
+        target: str | None = None,
         *,
-        tls: TLSConfig | bool | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        auth: TokenSource | TokenManager | None = None,
-        allow_insecure_auth: bool = False,
-        interceptors: Sequence[Interceptor] = (),
-        dry_run: bool | Journal = False,
-        metadata: Mapping[str, str] | None = None,
+        options: ClientOptions | None = None,
+        **overrides: Any,
     ) -> JobDistributor:
         """Open a (lazily connecting) client to `target`.
 
-        `tls`: a `TLSConfig`, True for TLS with system roots, False/None for
-        plaintext unless the target says `grpcs://`.
+        `options` (a `ClientOptions`) and keyword overrides of its fields
+        (`timeout=5`, `auth=...`) say how; `target` overrides theirs.
         """
-        parsed = parse_target(target)
-        check_timeout("timeout", timeout)  # before the channel: no event loop needed to refuse
+        if target is not None:
+            overrides["target"] = target
+        opts = ClientOptions.of(options, **overrides)  # no event loop needed to refuse
+        parsed = opts.parsed_target()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -220,26 +194,7 @@ class JobDistributor:
                 "use the client (grpclib binds a channel to its loop); e.g. in an async "
                 "function, or use `async with jdkit.connect(...)`"
             ) from None
-        if tls is True or (tls is None and parsed.tls):
-            tls = TLSConfig()
-        elif tls is False or tls is None:
-            if parsed.tls:
-                raise ConfigError("tls", f"target {target!r} asks for TLS but tls=False was given")
-            tls = None
-        elif not isinstance(tls, TLSConfig):
-            raise ConfigError("tls", f"expected TLSConfig or bool, got {type(tls).__name__}")
-        client = cls(
-            open_channel(parsed, tls),
-            target=parsed,
-            secure=tls is not None,
-            timeout=timeout,
-            retry=retry,
-            auth=auth,
-            allow_insecure_auth=allow_insecure_auth,
-            interceptors=interceptors,
-            dry_run=dry_run,
-            metadata=metadata,
-        )
+        client = cls(open_channel(parsed, opts), opts)
         client._loop = loop
         return client
 
@@ -270,8 +225,7 @@ class JobDistributor:
 
         view = JobDistributor(
             self._channel,
-            dry_run=journal if journal is not None else Journal(),
-            **self._settings,  # type: ignore[arg-type]
+            self.options.replace(dry_run=journal if journal is not None else Journal()),
         )
         view._owns_channel = False
         view._parent = self
@@ -279,6 +233,8 @@ class JobDistributor:
         return view
 
     async def aclose(self) -> None:
+        """Close the channel and the interceptors' resources; later calls raise
+        `ClientClosedError`. A dry-run view closes only itself."""
         if not self._closed:
             self._closed = True
             if not self._owns_channel:
@@ -478,6 +434,7 @@ class JobDistributor:
     async def version(
         self, request: app.VersionRequest | None = None, **opts: Unpack[CallOptions]
     ) -> app.VersionResponse:
+        """The JD server's version string (AppService/Version)."""
         return await self._unary(
             "/api.app.v1.AppService/Version",
             request or app.VersionRequest(),
@@ -490,6 +447,7 @@ class JobDistributor:
     async def get_keypair(
         self, request: csa.GetKeypairRequest | None = None, **opts: Unpack[CallOptions]
     ) -> csa.GetKeypairResponse:
+        """JD's active CSA keypair (public half only); `NotFoundError` when JD has none."""
         return await self._unary(
             "/api.csa.v1.CSAService/GetKeypair",
             request or csa.GetKeypairRequest(),
@@ -500,6 +458,7 @@ class JobDistributor:
     async def list_keypairs(
         self, request: csa.ListKeypairsRequest | None = None, **opts: Unpack[CallOptions]
     ) -> csa.ListKeypairsResponse:
+        """All of JD's CSA keypairs; `get_csa_public_key()` is the usual shortcut."""
         return await self._unary(
             "/api.csa.v1.CSAService/ListKeypairs",
             request or csa.ListKeypairsRequest(),
@@ -512,23 +471,63 @@ class JobDistributor:
     async def register_node(
         self, request: node.RegisterNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.RegisterNodeResponse:
+        """Register a node by name and CSA public key (hex); an enabled, not connected node.
+
+        A key registered already is `AlreadyExistsError`; `ensure_node` makes
+        this idempotent. `.node` is always set by JD (typed Optional by proto3).
+        """
         return await self._unary(
             "/api.node.v1.NodeService/RegisterNode", request, node.RegisterNodeResponse, opts
         )
 
     async def get_node(
-        self, request: node.GetNodeRequest, **opts: Unpack[CallOptions]
+        self,
+        request: node.GetNodeRequest | None = None,
+        *,
+        id: str | None = None,
+        public_key: str | None = None,
+        **opts: Unpack[CallOptions],
     ) -> node.GetNodeResponse:
+        """One node by `id=` or `public_key=` (or a request); `NotFoundError` when absent.
+
+        `.node` is always set by JD; `ensure_node` returns a plain `Node`.
+        """
         return await self._unary(
-            "/api.node.v1.NodeService/GetNode", request, node.GetNodeResponse, opts
+            "/api.node.v1.NodeService/GetNode",
+            _requests.get_node(request, id=id, public_key=public_key),
+            node.GetNodeResponse,
+            opts,
         )
 
     async def list_nodes(
-        self, request: node.ListNodesRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: node.ListNodesRequest | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        enabled: bool | None = None,
+        ids: Sequence[str] | None = None,
+        public_keys: Sequence[str] | None = None,
+        page_size: int | None = None,
+        page: int | None = None,
+        **opts: Unpack[CallOptions],
     ) -> node.ListNodesResponse:
+        """One ListNodes call; filters as keywords or a request, not both.
+
+        `selector` is selector text (`"env=dev, !canary"`) or `Selector`s, all
+        of which must match. Without `page_size` JD returns every match; to
+        walk all pages whatever the server does, use `iter_nodes`.
+        """
         return await self._unary(
             "/api.node.v1.NodeService/ListNodes",
-            request or node.ListNodesRequest(),
+            _requests.list_nodes(
+                request,
+                selector=selector,
+                enabled=enabled,
+                ids=ids,
+                public_keys=public_keys,
+                page_size=page_size,
+                page=page,
+            ),
             node.ListNodesResponse,
             opts,
         )
@@ -536,6 +535,11 @@ class JobDistributor:
     async def update_node(
         self, request: node.UpdateNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.UpdateNodeResponse:
+        """Change a node's name, public key or labels.
+
+        Empty strings and an empty label list mean "leave unchanged"; a
+        non-empty label list replaces all labels.
+        """
         return await self._unary(
             "/api.node.v1.NodeService/UpdateNode", request, node.UpdateNodeResponse, opts
         )
@@ -543,6 +547,7 @@ class JobDistributor:
     async def enable_node(
         self, request: node.EnableNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.EnableNodeResponse:
+        """Enable a node again (`NotFoundError` when absent)."""
         return await self._unary(
             "/api.node.v1.NodeService/EnableNode", request, node.EnableNodeResponse, opts
         )
@@ -550,16 +555,22 @@ class JobDistributor:
     async def disable_node(
         self, request: node.DisableNodeRequest, **opts: Unpack[CallOptions]
     ) -> node.DisableNodeResponse:
+        """Disable a node: JD refuses new proposals to it until it is enabled."""
         return await self._unary(
             "/api.node.v1.NodeService/DisableNode", request, node.DisableNodeResponse, opts
         )
 
     async def list_node_chain_configs(
-        self, request: node.ListNodeChainConfigsRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: node.ListNodeChainConfigsRequest | None = None,
+        *,
+        node_ids: Sequence[str] | None = None,
+        **opts: Unpack[CallOptions],
     ) -> node.ListNodeChainConfigsResponse:
+        """The chain configs nodes reported, all or for `node_ids=`."""
         return await self._unary(
             "/api.node.v1.NodeService/ListNodeChainConfigs",
-            request or node.ListNodeChainConfigsRequest(),
+            _requests.list_node_chain_configs(request, node_ids=node_ids),
             node.ListNodeChainConfigsResponse,
             opts,
         )
@@ -569,21 +580,57 @@ class JobDistributor:
     async def batch_propose_job(
         self, request: job.BatchProposeJobRequest, **opts: Unpack[CallOptions]
     ) -> job.BatchProposeJobResponse:
+        """Propose one spec to many node ids; each node succeeds or fails on its own.
+
+        Results are keyed by node id in `success_responses` / `failed_responses`.
+        `propose` adds selectors, chunking and a `Rollout` on top.
+        """
         return await self._unary(
             "/api.job.v1.JobService/BatchProposeJob", request, job.BatchProposeJobResponse, opts
         )
 
     async def get_job(
-        self, request: job.GetJobRequest, **opts: Unpack[CallOptions]
+        self,
+        request: job.GetJobRequest | None = None,
+        *,
+        id: str | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.GetJobResponse:
-        return await self._unary("/api.job.v1.JobService/GetJob", request, job.GetJobResponse, opts)
+        """One job by `id=` (a job id, not the externalJobID); `NotFoundError` when absent."""
+        return await self._unary(
+            "/api.job.v1.JobService/GetJob",
+            _requests.get_job(request, id=id),
+            job.GetJobResponse,
+            opts,
+        )
 
     async def list_jobs(
-        self, request: job.ListJobsRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: job.ListJobsRequest | None = None,
+        *,
+        selector: SelectorLike | None = None,
+        ids: Sequence[str] | None = None,
+        node_ids: Sequence[str] | None = None,
+        uuids: Sequence[str] | None = None,
+        include_deleted: bool | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.ListJobsResponse:
+        """Jobs matching every filter given (keywords or a request, not both).
+
+        `uuids` are externalJobIDs: one per node that was proposed the spec.
+        `selector` matches the job's labels. Deleted jobs only with
+        `include_deleted=True`.
+        """
         return await self._unary(
             "/api.job.v1.JobService/ListJobs",
-            request or job.ListJobsRequest(),
+            _requests.list_jobs(
+                request,
+                selector=selector,
+                ids=ids,
+                node_ids=node_ids,
+                uuids=uuids,
+                include_deleted=include_deleted,
+            ),
             job.ListJobsResponse,
             opts,
         )
@@ -591,6 +638,7 @@ class JobDistributor:
     async def update_job(
         self, request: job.UpdateJobRequest, **opts: Unpack[CallOptions]
     ) -> job.UpdateJobResponse:
+        """Replace a job's labels (when non-empty) and/or set its rollback policy id."""
         return await self._unary(
             "/api.job.v1.JobService/UpdateJob", request, job.UpdateJobResponse, opts
         )
@@ -598,6 +646,11 @@ class JobDistributor:
     async def revoke_job(
         self, request: job.RevokeJobRequest, **opts: Unpack[CallOptions]
     ) -> job.RevokeJobResponse:
+        """Revoke the job's latest proposal (only while PROPOSED or CANCELLED).
+
+        `id` may be the job id or the proposal id: JD's API calls it a
+        proposal id, upstream's in-memory JD looks it up as a job id.
+        """
         return await self._unary(
             "/api.job.v1.JobService/RevokeJob", request, job.RevokeJobResponse, opts
         )
@@ -605,23 +658,42 @@ class JobDistributor:
     async def delete_job(
         self, request: job.DeleteJobRequest, **opts: Unpack[CallOptions]
     ) -> job.DeleteJobResponse:
+        """Soft-delete a job (sets `deleted_at`); ListJobs then hides it unless asked."""
         return await self._unary(
             "/api.job.v1.JobService/DeleteJob", request, job.DeleteJobResponse, opts
         )
 
     async def get_proposal(
-        self, request: job.GetProposalRequest, **opts: Unpack[CallOptions]
+        self,
+        request: job.GetProposalRequest | None = None,
+        *,
+        id: str | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.GetProposalResponse:
+        """One proposal (with its spec) by `id=`; `NotFoundError` when absent."""
         return await self._unary(
-            "/api.job.v1.JobService/GetProposal", request, job.GetProposalResponse, opts
+            "/api.job.v1.JobService/GetProposal",
+            _requests.get_proposal(request, id=id),
+            job.GetProposalResponse,
+            opts,
         )
 
     async def list_proposals(
-        self, request: job.ListProposalsRequest | None = None, **opts: Unpack[CallOptions]
+        self,
+        request: job.ListProposalsRequest | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        job_ids: Sequence[str] | None = None,
+        **opts: Unpack[CallOptions],
     ) -> job.ListProposalsResponse:
+        """Proposals by `ids=` and/or `job_ids=` (keywords or a request, not both).
+
+        JD cannot filter by status or node: `rollout_status` and
+        `wait_for_proposals` do that join for you.
+        """
         return await self._unary(
             "/api.job.v1.JobService/ListProposals",
-            request or job.ListProposalsRequest(),
+            _requests.list_proposals(request, ids=ids, job_ids=job_ids),
             job.ListProposalsResponse,
             opts,
         )
@@ -631,6 +703,7 @@ class JobDistributor:
     async def create_rollback_policy(
         self, request: probation.CreateRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.CreateRollbackPolicyResponse:
+        """Create a rollback policy (a free-form `google.protobuf.Struct`)."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/CreateRollbackPolicy",
             request,
@@ -641,6 +714,7 @@ class JobDistributor:
     async def get_rollback_policy(
         self, request: probation.GetRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.GetRollbackPolicyResponse:
+        """One rollback policy by id; `NotFoundError` when absent."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/GetRollbackPolicy",
             request,
@@ -653,6 +727,7 @@ class JobDistributor:
         request: probation.ListRollbackPoliciesRequest | None = None,
         **opts: Unpack[CallOptions],
     ) -> probation.ListRollbackPoliciesResponse:
+        """Rollback policies, all or by ids."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/ListRollbackPolicies",
             request or probation.ListRollbackPoliciesRequest(),
@@ -663,9 +738,156 @@ class JobDistributor:
     async def update_rollback_policy(
         self, request: probation.UpdateRollbackPolicyRequest, **opts: Unpack[CallOptions]
     ) -> probation.UpdateRollbackPolicyResponse:
+        """Replace a rollback policy's document."""
         return await self._unary(
             "/api.probation.v1.RollbackPolicyService/UpdateRollbackPolicy",
             request,
             probation.UpdateRollbackPolicyResponse,
             opts,
         )
+
+    # -- task helpers (jdkit/_tasks): loops and joins over the RPCs above
+
+    def iter_nodes(
+        self,
+        *,
+        selector: SelectorLike | None = None,
+        enabled: bool | None = None,
+        ids: Sequence[str] | None = None,
+        public_keys: Sequence[str] | None = None,
+        page_size: int = _pagers.NODE_PAGE,
+        **opts: Unpack[CallOptions],
+    ) -> AsyncIterator[node.Node]:
+        """Every matching node, page by page: `async for n in jd.iter_nodes(selector=...)`.
+
+        Correct against servers that page, servers that ignore paging and
+        servers that leave `total_count` unset; no node is yielded twice.
+        """
+        return _pagers.iter_nodes(
+            self,
+            selector=selector,
+            enabled=enabled,
+            ids=ids,
+            public_keys=public_keys,
+            page_size=page_size,
+            **opts,
+        )
+
+    def iter_jobs(
+        self,
+        *,
+        selector: SelectorLike | None = None,
+        ids: Sequence[str] | None = None,
+        node_ids: Sequence[str] | None = None,
+        uuids: Sequence[str] | None = None,
+        include_deleted: bool = False,
+        **opts: Unpack[CallOptions],
+    ) -> AsyncIterator[job.Job]:
+        """Every matching job (JD's ListJobs does not page; long id lists go in chunks)."""
+        return _pagers.iter_jobs(
+            self,
+            selector=selector,
+            ids=ids,
+            node_ids=node_ids,
+            uuids=uuids,
+            include_deleted=include_deleted,
+            **opts,
+        )
+
+    def iter_proposals(
+        self,
+        *,
+        ids: Sequence[str] | None = None,
+        job_ids: Sequence[str] | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> AsyncIterator[job.Proposal]:
+        """Every matching proposal (ListProposals does not page; long id lists go in chunks)."""
+        return _pagers.iter_proposals(self, ids=ids, job_ids=job_ids, **opts)
+
+    async def propose(
+        self,
+        spec: str,
+        *,
+        nodes: _rollout.NodesLike,
+        labels: LabelsLike = (),
+        chunk_size: int = _rollout.DEFAULT_CHUNK,
+        progress: _rollout.Progress | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> _rollout.Rollout:
+        """Propose `spec` to many nodes; per node a proposal or the reason it failed.
+
+        `nodes` is selector text or `Selector`s (the enabled nodes that match;
+        none matching is a `ConfigError`), or node ids / `Node`s. Proposing a
+        spec again with the same externalJobID makes the next revision.
+        BatchProposeJob is sent `chunk_size` nodes at a time and
+        `progress(done, total)` is called after each chunk. A chunk that fails
+        as a whole (e.g. UNAVAILABLE) marks its nodes failed and the rest go on;
+        a spec or auth problem raises. Under dry-run nothing is sent and the
+        rollout holds the planned proposals.
+        """
+        return await _rollout.propose(
+            self, spec, nodes=nodes, labels=labels, chunk_size=chunk_size, progress=progress, **opts
+        )
+
+    async def wait_for_proposals(
+        self,
+        proposals: _waiters.ProposalsLike,
+        *,
+        status: job.ProposalStatus | str = job.ProposalStatus.APPROVED,
+        timeout: float | None,
+        progress: _waiters.WaitProgress | None = None,
+        **opts: Unpack[_waiters.PollOptions],
+    ) -> dict[str, job.Proposal]:
+        """Poll until every proposal has `status`; node id -> final proposal.
+
+        Takes a `Rollout`, a `{node id: Proposal}` mapping or Proposals.
+        Raises `ProposalWaitError` naming every node whose proposal ended in
+        another final status (REJECTED, CANCELLED, REVOKED) or was still
+        undecided after `timeout` seconds (None: no limit). Polls back off
+        from 50 ms to 1 s; `progress(reached, total)` is called after each.
+        A dry run returns the planned proposals at once (no node answers one).
+        """
+        return await _waiters.wait_for_proposals(
+            self, proposals, status=status, timeout=timeout, progress=progress, **opts
+        )
+
+    async def rollout_status(
+        self,
+        external_job_id: str | None = None,
+        *,
+        job_ids: Sequence[str] | None = None,
+        selector: SelectorLike | None = None,
+        nodes: _rollout.NodesLike | None = None,
+        include_deleted: bool = False,
+        **opts: Unpack[CallOptions],
+    ) -> _status.RolloutStatus:
+        """Per node: latest revision, its status, delivery status and when.
+
+        Pick the jobs by externalJobID, `job_ids=`, `selector=` (job labels)
+        and/or `nodes=` (a node selector or ids; matching nodes without the
+        job show as "not proposed"). `jdkit.show(status)` prints the table.
+        """
+        return await _status.rollout_status(
+            self,
+            external_job_id,
+            job_ids=job_ids,
+            selector=selector,
+            nodes=nodes,
+            include_deleted=include_deleted,
+            **opts,
+        )
+
+    async def ensure_node(
+        self,
+        name: str,
+        public_key: str,
+        labels: LabelsLike | None = None,
+        **opts: Unpack[CallOptions],
+    ) -> node.Node:
+        """Register the node with `public_key`, or return it, updated to `name`/`labels`.
+
+        Safe to run again and again (and concurrently: a registration that
+        loses the race updates the winner's node). `labels=None` leaves an
+        existing node's labels alone.
+        """
+        return await _rollout.ensure_node(self, name, public_key, labels, **opts)

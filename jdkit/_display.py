@@ -10,8 +10,17 @@ call returned in a view that renders as a table everywhere:
 
 A `Table` is a `list` subclass holding the original messages, so it can be
 indexed, iterated and compared like the list it came from; only its
-`repr`/`str`, `__rich__` and `_repr_html_` differ. HTML escapes every value.
+`repr`/`str`, rich rendering and `_repr_html_` differ. HTML escapes every value.
 rich is optional (the `cli` extra): without it `str()` is a plain-text table.
+
+Width: a table written anywhere but a terminal (a pipe, a file, a log) is
+plain text with every column in full, because nothing there has a width to
+fit. In a terminal, rich fits the table to the width: every column keeps at
+least its whole header and short values (IDs, statuses, revisions are never
+cut; long keys and labels fold, never narrower than 20 characters), and when
+even that does not fit, the least important columns are left out, named in
+the caption: timestamps and delivery status go first, then keys and labels;
+ID, Name, Status and Rev stay.
 """
 
 from __future__ import annotations
@@ -22,18 +31,20 @@ import enum
 import html
 import importlib
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import betterproto2
 
 from jdkit._json import to_json_dict
+from jdkit._tasks import NodeRollout, Rollout, RolloutStatus
 from jdkit.pb import csa, job, label, node, probation
 from jdkit.selectors import format_labels
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 
 __all__ = ["Column", "Detail", "Table", "show", "table"]
 
@@ -99,7 +110,48 @@ _STATUS_STYLE = {
 }
 
 
-_ID_HEADERS = frozenset({"ID"})  # the one column never folded or cut
+_ID_HEADERS = frozenset({"ID"})  # the column never folded, cut or left out
+
+#: How important a column is by header, 0 = most; columns not named get 5.
+#: When a terminal is too narrow, the highest numbers are left out first.
+PRIORITY: dict[str, int] = {
+    "ID": 0,
+    "#": 0,
+    "Name": 1,
+    "Status": 1,
+    "Rev": 1,
+    "Result": 1,
+    "Call": 1,
+    "Node": 2,
+    "Job": 2,
+    "Enabled": 3,
+    "Error": 3,
+    "What": 3,
+    "Proposal": 4,
+    "Public key": 4,
+    "UUID": 4,
+    "Chain": 4,
+    "Type": 4,
+    "Labels": 5,
+    "Connected": 6,
+    "Account": 6,
+    "Policy": 6,
+    "Proposals": 6,
+    "Latest proposal": 6,
+    "Admin": 7,
+    "OCR1": 7,
+    "OCR2": 7,
+    "P2P peer": 7,
+    "Delivery": 8,
+    "Created": 9,
+    "Updated": 9,
+    "Deleted": 9,
+}
+
+#: A long (folding) column is never squeezed narrower than this.
+LONG_FLOOR = 20
+#: A short (cut with …) column keeps up to this much of its values, or all of an ID.
+SHORT_FLOOR = 24
 
 
 @dataclass(frozen=True)
@@ -113,6 +165,16 @@ class Column:
     #: May be long (keys, addresses): rich folds it instead of cutting it.
     long: bool = False
     justify: str = "left"
+    #: Never cut or left out (the row's identity). Default: the header is "ID".
+    ident: bool = False
+    #: Lower is kept longer when the terminal is narrow; None: by header (PRIORITY).
+    priority: int | None = None
+
+    @property
+    def rank(self) -> int:
+        if self.ident or self.header in _ID_HEADERS:
+            return -1
+        return self.priority if self.priority is not None else PRIORITY.get(self.header, 5)
 
 
 def _key(wide: bool) -> Callable[[str], str]:
@@ -176,11 +238,22 @@ def _columns_for(kind: type, wide: bool) -> tuple[Column, ...] | None:
         )
     if kind is BatchResult:
         return (
-            Column("Node", lambda r: r.node_id),
+            Column("Node", lambda r: r.node_id, ident=True),
             Column("Result", lambda r: "ok" if r.ok else "failed", styled=True),
             Column("Proposal", lambda r: r.proposal_id),
             Column("Rev", lambda r: str(r.revision) if r.ok else "", justify="right"),
             Column("Error", lambda r: r.error, long=True),
+        )
+    if kind is NodeRollout:
+        return (
+            Column("Node", lambda r: r.node_id, ident=True),
+            Column("Name", lambda r: r.node_name),
+            Column("Rev", lambda r: str(r.revision) if r.proposed else "", justify="right"),
+            Column("Status", lambda r: r.status_text, styled=True),
+            Column("Delivery", lambda r: fmt_value(r.delivery_status) if r.proposed else ""),
+            Column("Updated", lambda r: fmt_time(r.updated_at)),
+            Column("Job", lambda r: r.job_id + (" (deleted)" if r.deleted else "")),
+            Column("Proposal", lambda r: r.proposal_id),
         )
     return None
 
@@ -221,6 +294,15 @@ class BatchResult:
     error: str = ""
 
 
+def rollout_results(rollout: Rollout) -> list[BatchResult]:
+    rows = [
+        BatchResult(node_id, True, p.id, int(p.revision))
+        for node_id, p in sorted(rollout.proposals.items())
+    ]
+    rows += [BatchResult(n, False, error=e) for n, e in sorted(rollout.failed.items())]
+    return rows
+
+
 def batch_results(resp: job.BatchProposeJobResponse) -> list[BatchResult]:
     rows: list[BatchResult] = []
     for node_id, ok in sorted(resp.success_responses.items()):
@@ -243,6 +325,7 @@ def _plural(kind: type | None, n: int) -> str:
         csa.Keypair: "keypair",
         probation.RollbackPolicy: "rollback policy",
         BatchResult: "node",
+        NodeRollout: "node",
     }
     name = names.get(kind, "row") if kind is not None else "row"
     if n == 1:
@@ -301,38 +384,77 @@ class Table(list[Any]):
 
     # rich
 
-    def __rich__(self) -> RenderableType:
+    def fit(self, width: int) -> tuple[list[int], list[int]]:
+        """Which columns a `width`-wide terminal shows, and the narrowest each may be.
+
+        Every column gets its floor (all of an ID or a short value, at least
+        `LONG_FLOOR` of a long one, never less than its header); while the
+        floors do not fit, the column of the highest rank number goes.
+        """
+        rows = self.cells()
+        floors: list[int] = []
+        for i, c in enumerate(self.columns):
+            natural = max([len(c.header), *(len(r[i]) for r in rows)])
+            if c.rank < 0:
+                floor = natural
+            else:
+                floor = min(natural, LONG_FLOOR if c.long else SHORT_FLOOR)
+            floors.append(max(floor, len(c.header)))
+        keep = list(range(len(self.columns)))
+
+        def need() -> int:  # rich's SIMPLE_HEAD box: 1 edge + (1 pad + cell + 1 pad + 1) each
+            return sum(floors[i] for i in keep) + 3 * len(keep) + 1
+
+        while need() > width and len(keep) > 1:
+            droppable = [i for i in keep if self.columns[i].rank >= 0]
+            if not droppable:
+                break
+            worst = max(droppable, key=lambda i: (self.columns[i].rank, i))
+            keep.remove(worst)
+        return keep, floors
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.rich_table(options.max_width)
+
+    def rich_table(self, width: int) -> RenderableType:
+        """The rich renderable for a terminal `width` columns wide."""
         from rich import box
         from rich.table import Table as RichTable
         from rich.text import Text
 
         if not self:
             return Text(f"{self.title}: none" if self.title else "(none)", style="dim")
+        keep, floors = self.fit(width)
+        hidden = [self.columns[i].header for i in range(len(self.columns)) if i not in keep]
+        notes = [self.summary] if len(self) > 10 else []
+        if hidden:
+            notes.append(f"not shown at this width: {', '.join(hidden)} (a pipe gets every column)")
         t = RichTable(
             title=self.title,
             title_justify="left",
             box=box.SIMPLE_HEAD,
             header_style="bold",
-            caption=self.summary if len(self) > 10 else None,
+            caption="; ".join(notes) or None,
             caption_justify="left",
         )
-        rows = list(self.cells())
-        for i, c in enumerate(self.columns):
-            # The row's ID is what people copy: never cut it (`wide=True`, or a
-            # wider terminal, shows the other columns in full).
-            ident = c.header in _ID_HEADERS
+        rows = self.cells()
+        for i in keep:
+            c = self.columns[i]
             t.add_column(
                 c.header,
                 justify=c.justify,  # type: ignore[arg-type]
                 overflow="fold" if c.long else "ellipsis",
                 no_wrap=not c.long,
-                min_width=max((len(r[i]) for r in rows), default=0) if ident else None,
+                min_width=floors[i],
             )
         for row in rows:
             t.add_row(
                 *(
-                    Text(cell, style=_STATUS_STYLE.get(cell, "") if c.styled else "")
-                    for cell, c in zip(row, self.columns, strict=True)
+                    Text(
+                        row[i],
+                        style=_STATUS_STYLE.get(row[i], "") if self.columns[i].styled else "",
+                    )
+                    for i in keep
                 )
             )
         return t
@@ -467,6 +589,19 @@ def table(obj: Any, *, title: str | None = None, wide: bool = False) -> Table | 
 
     if isinstance(obj, Table | Detail):
         return obj
+    if isinstance(obj, Rollout):
+        rows = rollout_results(obj)
+        dry = " (dry run: nothing sent)" if obj.dry_run else ""
+        return Table(
+            rows,
+            title=title or f"{len(obj.proposals)} proposed, {len(obj.failed)} failed{dry}",
+            wide=wide,
+        )
+    if isinstance(obj, RolloutStatus):
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(obj.counts().items()))
+        ext = {r.external_job_id for r in obj}
+        what = f"rollout of {ext.pop()}" if len(ext) == 1 else "rollout"
+        return Table(obj.rows, title=title or f"{what}: {counts or 'no jobs'}", wide=wide)
     if isinstance(obj, Journal):
         return Table(
             enumerate(obj.entries, 1),
@@ -508,19 +643,33 @@ def _journal_summary(entry: Any) -> str:
     return fmt_value(entry.request)
 
 
-def show(obj: Any, *, title: str | None = None, wide: bool = False) -> None:
-    """Display `obj` now: Jupyter's rich display, else rich, else plain text."""
+def show(
+    obj: Any, *, title: str | None = None, wide: bool = False, file: IO[str] | None = None
+) -> None:
+    """Display `obj` now: in Jupyter as HTML, in a terminal with rich, else plain text.
+
+    `file` (default stdout) is where it goes. Anything that is not a terminal
+    gets the plain-text table with every column whole, so a pipe or a log
+    never loses a column to an assumed 80-character width.
+    """
     view = table(obj, title=title, wide=wide)
-    try:
-        ipython: Any = importlib.import_module("IPython")
-        if ipython.get_ipython() is not None:
-            importlib.import_module("IPython.display").display(view)
+    if file is None:
+        try:
+            ipython: Any = importlib.import_module("IPython")
+            if ipython.get_ipython() is not None:
+                importlib.import_module("IPython.display").display(view)
+                return
+        except ImportError:
+            pass
+    stream = file if file is not None else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    if callable(isatty) and isatty():
+        try:
+            from rich.console import Console
+        except ImportError:
+            pass
+        else:
+            Console(file=stream, soft_wrap=False, highlight=False).print(view)
             return
-    except ImportError:
-        pass
-    try:
-        from rich.console import Console
-    except ImportError:
-        print(view.to_text())
-        return
-    Console().print(view)
+    stream.write(view.to_text() + "\n")
+    stream.flush()

@@ -91,6 +91,8 @@ class RPCError(JDError):
 
     code: Status
     default_code: ClassVar[Status] = Status.UNKNOWN
+    #: How many times the call was tried (more than 1 after retries).
+    attempts: int = 1
 
     def __init__(
         self,
@@ -116,46 +118,68 @@ def _rebuild(cls: type[RPCError], message: str, method: str, code: Status) -> RP
 
 
 class CancelledError(RPCError):
+    """The call was cancelled (CANCELLED), by the server or the caller."""
+
     default_code = Status.CANCELLED
 
 
 class InvalidArgumentError(RPCError):
+    """The request was refused as malformed (INVALID_ARGUMENT, OUT_OF_RANGE); not retried."""
+
     default_code = Status.INVALID_ARGUMENT
 
 
 class DeadlineExceededError(RPCError, TimeoutError):
+    """The call's deadline passed, here or at the server; also a `TimeoutError`."""
+
     default_code = Status.DEADLINE_EXCEEDED
 
 
 class NotFoundError(RPCError):
+    """What the request names does not exist (NOT_FOUND)."""
+
     default_code = Status.NOT_FOUND
 
 
 class AlreadyExistsError(RPCError):
+    """A write would duplicate what exists, e.g. a node's public key (ALREADY_EXISTS)."""
+
     default_code = Status.ALREADY_EXISTS
 
 
 class PermissionDeniedError(RPCError):
+    """The caller is known but not allowed (PERMISSION_DENIED)."""
+
     default_code = Status.PERMISSION_DENIED
 
 
 class ResourceExhaustedError(RPCError):
+    """A limit was hit (RESOURCE_EXHAUSTED), e.g. a message larger than allowed."""
+
     default_code = Status.RESOURCE_EXHAUSTED
 
 
 class FailedPreconditionError(RPCError):
+    """The request is valid but the state forbids it (FAILED_PRECONDITION, ABORTED)."""
+
     default_code = Status.FAILED_PRECONDITION
 
 
 class UnimplementedError(RPCError):
+    """The server does not have this method (UNIMPLEMENTED)."""
+
     default_code = Status.UNIMPLEMENTED
 
 
 class InternalError(RPCError):
+    """The server failed (INTERNAL, UNKNOWN, DATA_LOSS): not the caller's mistake."""
+
     default_code = Status.INTERNAL
 
 
 class UnavailableError(RPCError):
+    """The server could not be reached or answered UNAVAILABLE; see `reached_server`."""
+
     default_code = Status.UNAVAILABLE
 
     def __init__(self, message: str, *, reached_server: bool | None = None, **kw: Any) -> None:
@@ -165,6 +189,8 @@ class UnavailableError(RPCError):
 
 
 class UnauthenticatedError(RPCError):
+    """The server refused the call's credentials (UNAUTHENTICATED)."""
+
     default_code = Status.UNAUTHENTICATED
 
 

@@ -4,8 +4,14 @@ grpclib has no interceptors, so jdkit composes its own, once, when the client
 is built (grpc.aio style): each interceptor gets the call and a `proceed`
 function for the rest of the chain. The built-in order, outermost first:
 
-    DeadlineInterceptor  ->  user interceptors  ->  RetryInterceptor
-        ->  AuthInterceptor  ->  transport (grpclib channel; errors mapped)
+    DeadlineInterceptor  ->  user interceptors  ->  DryRunInterceptor (dry-run only)
+        ->  RetryInterceptor  ->  AuthInterceptor  ->  transport (grpclib channel;
+        errors mapped)
+
+User interceptors sit outside dry-run so they see a planned write exactly as
+they would see it sent (a metrics interceptor counts both); dry-run sits
+outside retry and auth, so a journaled write is never retried and needs no
+token.
 
 Write your own by subclassing `Interceptor` and overriding either hook; the
 defaults pass the call through untouched.

@@ -17,6 +17,8 @@ from jdkit.pb import app, csa, health, job, node, probation
 
 @dataclass(frozen=True, slots=True)
 class Method:
+    """One RPC: its path, message types, and whether it writes (what retries and dry-run go by)."""
+
     path: str
     request: type[betterproto2.Message]
     response: type[betterproto2.Message]

@@ -9,7 +9,7 @@ an application turns DEBUG logging on:
 - `botocore` logs Cognito's InitiateAuth parameters (PASSWORD, SECRET_HASH,
   REFRESH_TOKEN) and its response body (AccessToken, IdToken, RefreshToken).
 
-So the token sources in `jdkit._auth` `register()` each secret they hold or
+So the token sources in `jdkit.auth` `register()` each secret they hold or
 receive, and the first registration installs a log-record factory (chaining
 whatever factory was set before) that replaces every registered secret with
 `[redacted]` in each record's message and traceback text. A secret is matched
@@ -48,7 +48,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["MAX_ENTRIES", "MIN_LENGTH", "REDACTED", "SecretRegistry", "register"]
+__all__ = ["MAX_ENTRIES", "MIN_LENGTH", "REDACTED", "SecretRegistry", "register", "scrub"]
 
 REDACTED = "[redacted]"
 #: Registered secrets (with their header prefix) kept, least recently used dropped first.
@@ -218,3 +218,24 @@ def register(*secrets: str | None, header_prefix: str = "") -> None:
     _registry.register(secrets, header_prefix)
     if not _installed and len(_registry):
         install()
+
+
+def scrub(text: str, *secrets: str | None, placeholder: str = REDACTED) -> str:
+    """`text` with each secret replaced in every form `forms_of` knows.
+
+    The one helper for error messages (which never reach the log factory
+    unformatted): an endpoint that echoes a request may echo a secret raw,
+    URL-encoded, JSON-escaped or inside a repr. Secrets shorter than
+    `MIN_LENGTH` are replaced only as they are.
+    """
+    forms: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        forms.add(secret)
+        if len(secret) >= MIN_LENGTH:
+            forms |= forms_of(secret)
+    for form in sorted(forms, key=len, reverse=True):
+        if form in text:
+            text = text.replace(form, placeholder)
+    return text

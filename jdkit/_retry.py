@@ -9,12 +9,19 @@ Policy, in one place:
   the server (`UnavailableError.reached_server is False`, e.g. connection
   refused), so a retry can never create a duplicate proposal;
 - between attempts: exponential backoff with full jitter, never sleeping past
-  the caller's deadline.
+  the caller's deadline;
+- every attempt is logged at DEBUG on the `jdkit.client` logger (method,
+  attempt, outcome, duration, the backoff before the next one), never at
+  INFO or above: a library must not talk unless asked. The check is one
+  `isEnabledFor` per call, so logging off costs nothing measurable;
+- an error raised after retries says how many attempts were made
+  (`RPCError.attempts`, and in its message).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from dataclasses import dataclass, field
@@ -27,6 +34,8 @@ from jdkit._exceptions import ConfigError, DeadlineExceededError, RPCError, Unav
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
 
 _DEFAULT_CODES = frozenset({Status.UNAVAILABLE, Status.RESOURCE_EXHAUSTED})
+
+log = logging.getLogger("jdkit.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +82,61 @@ class RetryInterceptor(Interceptor):
 
     async def unary(self, call: Call, proceed: UnaryNext) -> Message:
         policy: RetryPolicy = call.options.get("retry") or self.policy
+        debug = log.isEnabledFor(logging.DEBUG)
         while True:
+            started = time.perf_counter() if debug else 0.0
             try:
-                return await proceed(call)
+                response = await proceed(call)
             except RPCError as exc:
-                if call.attempt >= policy.max_attempts or not policy.should_retry(call, exc):
-                    raise
-                delay = policy.backoff(call.attempt)
-                remaining = call.time_remaining()
-                if remaining is not None and remaining <= delay:
+                delay: float | None = None
+                if call.attempt < policy.max_attempts and policy.should_retry(call, exc):
+                    delay = policy.backoff(call.attempt)
+                    remaining = call.time_remaining()
+                    if remaining is not None and remaining <= delay:
+                        delay = None
+                if debug:
+                    _log_attempt(call, exc.code.name, started, delay, exc)
+                if delay is None:
+                    if call.attempt > 1:
+                        _note_attempts(exc, call.attempt)
                     raise
                 await anyio.sleep(delay)
                 call.attempt += 1
+            else:
+                if debug:
+                    _log_attempt(call, "OK", started, None, None)
+                return response
+
+
+def _log_attempt(
+    call: Call, outcome: str, started: float, delay: float | None, exc: RPCError | None
+) -> None:
+    ms = (time.perf_counter() - started) * 1000
+    after = f"; retrying in {delay * 1000:.0f} ms" if delay is not None else ""
+    why = f" ({exc.message})" if exc is not None and exc.message else ""
+    log.debug(
+        "%s attempt %d: %s%s in %.1f ms%s",
+        call.method.name,
+        call.attempt,
+        outcome,
+        why,
+        ms,
+        after,
+        extra={
+            "jd_method": call.method.path,
+            "jd_attempt": call.attempt,
+            "jd_outcome": outcome,
+            "jd_duration_ms": ms,
+            "jd_backoff_s": delay,
+        },
+    )
+
+
+def _note_attempts(exc: RPCError, attempts: int) -> None:
+    """Say in the error that it is the last of several tries."""
+    exc.attempts = attempts
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (f"{exc.args[0]} (after {attempts} attempts)", *exc.args[1:])
 
 
 class DeadlineInterceptor(Interceptor):

@@ -9,7 +9,10 @@ conftest.py:
     jd_tls_server = jd_server_factory(scope="session", db="/tmp/jd.sqlite")
     jd_admin = jd_client_factory("jd_tls_server", auth=StaticToken("t"))
     jd_plan = jd_client_factory("jd_server", dry_run=True)
-    jd_staging = jd_remote_factory()                # RemoteConfig.from_env()
+    jd_staging = jd_remote_factory()                # ClientOptions.from_env()
+
+Every factory takes client options as every other way to get a client does:
+a `jdkit.ClientOptions` as `options=` and/or its fields as keywords.
 
 Why these fixtures are plain (sync) pytest fixtures, and work from any loop
 ---------------------------------------------------------------------------
@@ -39,7 +42,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlparse
 
@@ -47,17 +50,15 @@ import pytest
 from grpclib.client import Channel
 from grpclib.config import Configuration
 
-from jdkit._channel import TLSConfig, open_channel, parse_target
-from jdkit._client import DEFAULT_TIMEOUT, JobDistributor
-from jdkit._interceptors import Interceptor
-from jdkit._retry import RetryPolicy
+from jdkit._channel import open_channel
+from jdkit._client import JobDistributor
+from jdkit._options import ClientOptions
 
 if TYPE_CHECKING:
-    from jdkit._auth import TokenSource
-    from jdkit._dryrun import Journal
     from jdkit._providers._base import Provider
-    from jdkit._server import EmbeddedJD
+    from jdkit.auth import TokenSource
     from jdkit.pb import job, node
+    from jdkit.server import EmbeddedJD
 
 __all__ = [
     "AnyLoopChannel",
@@ -149,7 +150,7 @@ class ThreadedJD:
     @classmethod
     def start(cls, **server_options: Any) -> ThreadedJD:
         """Start an EmbeddedJD (`EmbeddedJD.start(**server_options)`) in a new thread."""
-        from jdkit._server import EmbeddedJD
+        from jdkit.server import EmbeddedJD
 
         server_options.setdefault("host", "127.0.0.1")
         server_options.setdefault("port", 0)
@@ -323,39 +324,20 @@ async def _close_when_done(channel: Channel, done: asyncio.Event) -> None:
 
 
 def any_loop_client(
-    address: str,
-    *,
-    tls: TLSConfig | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT,
-    retry: RetryPolicy | None = None,
-    auth: TokenSource | None = None,
-    allow_insecure_auth: bool = False,
-    interceptors: Sequence[Interceptor] = (),
-    dry_run: bool | Journal = False,
-    metadata: Mapping[str, str] | None = None,
+    address: str | None = None, *, options: ClientOptions | None = None, **overrides: Any
 ) -> tuple[JobDistributor, AnyLoopChannel]:
     """A `JobDistributor` for `address` over an `AnyLoopChannel` (see there).
 
-    Returns the client and its channel; `channel.close()` closes it from sync
-    code (a fixture's teardown), `await client.aclose()` from async code.
+    `options` / keyword overrides are `ClientOptions` as everywhere; `address`
+    overrides their target. Returns the client and its channel;
+    `channel.close()` closes it from sync code (a fixture's teardown),
+    `await client.aclose()` from async code.
     """
-    target = parse_target(address)
-    if target.tls and tls is None:
-        tls = TLSConfig()
-    channel = open_channel(target, tls, AnyLoopChannel)
-    client = JobDistributor(
-        channel,
-        target=target,
-        secure=tls is not None,
-        timeout=timeout,
-        retry=retry,
-        auth=auth,
-        allow_insecure_auth=allow_insecure_auth,
-        interceptors=interceptors,
-        dry_run=dry_run,
-        metadata=metadata,
-    )
-    return client, channel
+    if address is not None:
+        overrides["target"] = address
+    opts = ClientOptions.of(options, **overrides)
+    channel = open_channel(opts.parsed_target(), opts, AnyLoopChannel)
+    return JobDistributor(channel, opts), channel
 
 
 # ------------------------------------------------------------------ Docker engine
@@ -408,6 +390,11 @@ def jd_server_factory(
         finally:
             srv.stop()
 
+    _jd_server.__doc__ = (
+        "An embedded JD (jdkit.testing.ThreadedJD) in a background thread, shared by the tests "
+        "of its scope. Play the node with `await jd_server.approve_proposal(id)`, "
+        "`reject_proposal`, `cancel_proposal`, `set_node_connected`, `add_chain_config`."
+    )
     return pytest.fixture(scope=scope)(_jd_server)
 
 
@@ -416,9 +403,8 @@ def jd_client_factory(
     *,
     scope: Scope = "function",
     auth: TokenSource | Callable[[], TokenSource] | None = None,
-    dry_run: bool = False,
     reset: bool | None = None,
-    tls: TLSConfig | None = None,
+    options: ClientOptions | None = None,
     **client_options: Any,
 ) -> Callable[..., Any]:
     """A fixture yielding a `JobDistributor` connected to the server fixture
@@ -431,11 +417,12 @@ def jd_client_factory(
     `dry_run=True` gives a dry-run client (`client.journal` holds the writes;
     reads reach the server). `reset` (default: the server fixture's
     choice, True for `jd_server_factory`) empties the server's state before
-    each test, so every test starts from nothing. Other options go to
-    `JobDistributor`. The client works from any event loop (module docstring).
+    each test, so every test starts from nothing. `options` and the other
+    keywords are `ClientOptions` (checked now, not when a test runs). The
+    client works from any event loop (module docstring).
     """
 
-    insecure: bool | None = client_options.pop("allow_insecure_auth", None)
+    base = ClientOptions.of(options, **client_options)
 
     def _jd_client(request: pytest.FixtureRequest) -> Iterator[JobDistributor]:
         server = request.getfixturevalue(server_fixture_name)
@@ -443,22 +430,26 @@ def jd_client_factory(
         do_reset = reset if reset is not None else getattr(server, "reset_between_tests", False)
         if do_reset and isinstance(server, ThreadedJD):
             server.call("reset")
-        source = auth() if callable(auth) and not hasattr(auth, "fetch") else auth
-        # tokens in plaintext are fine on the embedded JD's loopback port
-        allow = insecure if insecure is not None else isinstance(server, ThreadedJD)
-        client, channel = any_loop_client(
-            address,
-            tls=tls,
-            auth=source,
-            allow_insecure_auth=allow,
-            dry_run=dry_run,
-            **client_options,
-        )
+        opts = base.replace(target=address)
+        if auth is not None:
+            source = auth() if callable(auth) and not hasattr(auth, "fetch") else auth
+            opts = opts.replace(auth=source)
+        if opts.allow_insecure_auth is None:
+            # tokens in plaintext are fine on the embedded JD's loopback port
+            opts = opts.replace(allow_insecure_auth=isinstance(server, ThreadedJD))
+        client, channel = any_loop_client(options=opts)
         try:
             yield client
         finally:
             channel.close()
 
+    _jd_client.__doc__ = (
+        f"A dry-run JobDistributor on `{server_fixture_name}`: reads reach it, writes are only "
+        "recorded in `.journal`."
+        if base.dry_run is not False
+        else f"A JobDistributor connected to `{server_fixture_name}`"
+        + (", whose state is emptied before each test." if reset is not False else ".")
+    ) + " Works from any event loop (pytest-asyncio strict or auto, anyio)."
     return pytest.fixture(scope=scope)(_jd_client)
 
 
@@ -466,43 +457,30 @@ def jd_remote_factory(
     scope: Scope = "session",
     *,
     env: Mapping[str, str] | None = None,
-    dry_run: bool = False,
     skip_without_url: bool = True,
+    **client_options: Any,
 ) -> Callable[..., Any]:
-    """A fixture yielding a client for the JD that `RemoteConfig.from_env()` names
-    (JD_GRPC_URL, JD_TLS*, token variables). Without JD_GRPC_URL the tests that
-    use it skip (`skip_without_url=False`: fail instead)."""
+    """A fixture yielding a client for the JD that `ClientOptions.from_env()` names
+    (JD_GRPC_URL, JD_TLS*, token variables), with `client_options` (e.g.
+    `dry_run=True`) applied over them. Without JD_GRPC_URL the tests that use
+    it skip (`skip_without_url=False`: fail instead)."""
+    ClientOptions.of(**client_options)  # a bad option fails now, not in a test
 
     def _jd_remote() -> Iterator[JobDistributor]:
-        from jdkit._providers import RemoteConfig
-
         environ = os.environ if env is None else env
         if not environ.get("JD_GRPC_URL", "").strip() and skip_without_url:
             pytest.skip("JD_GRPC_URL is not set: no remote JD to test against")
-        cfg = RemoteConfig.from_env(environ)
-        tls: TLSConfig | None
-        if isinstance(cfg.tls, TLSConfig):
-            tls = cfg.tls
-        elif cfg.tls is True or parse_target(cfg.url).tls:
-            tls = TLSConfig()
-        else:
-            tls = None
-        client, channel = any_loop_client(
-            cfg.url,
-            tls=tls,
-            timeout=cfg.timeout,
-            retry=cfg.retry,
-            auth=cfg.auth,
-            allow_insecure_auth=cfg.allow_insecure_auth,
-            interceptors=cfg.interceptors,
-            metadata=cfg.metadata,
-            dry_run=dry_run,
-        )
+        opts = ClientOptions.from_env(environ, **client_options)
+        client, channel = any_loop_client(options=opts)
         try:
             yield client
         finally:
             channel.close()
 
+    _jd_remote.__doc__ = (
+        "A JobDistributor for the JD that JD_GRPC_URL (and JD_TLS*, JD_TOKEN, ...) names; "
+        "skips when JD_GRPC_URL is unset."
+    )
     return pytest.fixture(scope=scope)(_jd_remote)
 
 
@@ -515,7 +493,8 @@ def jd_docker_factory(
     `--jd-docker` or the test is marked `@pytest.mark.jd_docker`; otherwise the
     plugin skips it, saying how to opt in. Without a Docker engine it skips with the
     reason, unless the environment variable CI is set: then it fails, so CI
-    cannot pass by skipping. `docker_options` go to `DockerConfig`.
+    cannot pass by skipping. `docker_options` go to `DockerProvider`
+    (`DockerConfig` fields and `ClientOptions` fields alike).
     """
 
     def _jd_docker() -> Iterator[JobDistributor]:
@@ -527,7 +506,8 @@ def jd_docker_factory(
         from jdkit._providers._docker import DockerProvider
 
         started = ThreadedProvider(DockerProvider(**docker_options))
-        client, channel = any_loop_client(started.address)
+        opts = started.provider.options.replace(target=started.address)
+        client, channel = any_loop_client(options=opts)
         client.provider = started.provider  # type: ignore[attr-defined]
         try:
             yield client
@@ -535,6 +515,11 @@ def jd_docker_factory(
             channel.close()
             started.stop()
 
+    _jd_docker.__doc__ = (
+        "A JobDistributor for JD + Postgres in Docker (DockerProvider), removed afterwards. "
+        "Opt in with --jd-docker or @pytest.mark.jd_docker; skips without a Docker engine "
+        "unless CI is set."
+    )
     # the plugin skips the tests that use this fixture unless they opted in
     _jd_docker._jdkit_docker_opt_in = opt_in  # type: ignore[attr-defined]
     return pytest.fixture(scope=scope)(_jd_docker)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from jdkit._options import ENV_URL, ClientOptions
 from jdkit._providers._base import Provider, ProviderNotInitializedError
 from jdkit._providers._embedded import EmbeddedProvider
-from jdkit._providers._remote import ENV_URL, RemoteConfig, RemoteProvider
+from jdkit._providers._remote import RemoteConfig, RemoteProvider
 
 __all__ = [
     "DockerConfig",
@@ -19,10 +20,11 @@ __all__ = [
     "RemoteConfig",
     "RemoteProvider",
     "connect",
+    "sweep_docker",
 ]
 
 
-_DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep"}
+_DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"}
 
 
 def __getattr__(name: str) -> Any:
@@ -30,25 +32,39 @@ def __getattr__(name: str) -> Any:
     if name in _DOCKER:
         from jdkit._providers import _docker
 
+        if name == "sweep_docker" and not hasattr(_docker, name):
+            name = "sweep"  # its name before the Docker provider's split
         return getattr(_docker, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def connect(url: str | None = None, *, dry_run: bool = False, **options: Any) -> Provider:
-    """The provider for `url`, else `$JD_GRPC_URL`, else a fresh embedded JD.
+def connect(
+    url: str | None = None, *, options: ClientOptions | None = None, **overrides: Any
+) -> Provider:
+    """The provider for `url`, else `options.target`, else `$JD_GRPC_URL`, else a fresh embedded JD.
 
         async with jdkit.connect() as jd:
             ...
 
-    `options` go to `RemoteConfig` (remote) or `EmbeddedProvider` (embedded).
+    `options` and keyword overrides of its fields (`ClientOptions`) are the
+    same whichever provider is picked; a keyword that is not an option is a
+    TypeError naming it.
     """
-    if url is None and os.environ.get(ENV_URL, "").strip():
-        provider = RemoteProvider.from_env(dry_run=dry_run)
-        if options:
-            from dataclasses import replace
-
-            provider.config = replace(provider.config, **options)
-        return provider
+    opts = ClientOptions.of(options, **overrides)
     if url is not None:
-        return RemoteProvider(RemoteConfig(url=url, **options), dry_run=dry_run)
-    return EmbeddedProvider(dry_run=dry_run, **options)
+        return RemoteProvider(opts.replace(target=url))
+    if opts.target is not None:
+        return RemoteProvider(opts)
+    if os.environ.get(ENV_URL, "").strip():
+        # What the caller set (by keyword, or away from the default in their
+        # object) wins over the environment.
+        given = dict(overrides)
+        if options is not None:
+            default = ClientOptions()
+            given = {
+                f: getattr(options, f)
+                for f in ClientOptions.names()
+                if getattr(options, f) != getattr(default, f)
+            } | given
+        return RemoteProvider(ClientOptions.from_env(**given))
+    return EmbeddedProvider(opts)

@@ -6,17 +6,23 @@
     # everything the provider started (servers, containers) stopped.
 
 `initialize()` is idempotent: a second call returns the same client.
+
+Every provider takes the same `ClientOptions` (and keyword overrides of its
+fields) for the client it hands out; `options.target` is the provider's to
+set where it starts the JD itself. With `dry_run` set, the client handed out
+is a dry-run view of the real one (reads reach the JD, writes are journaled).
 """
 
 from __future__ import annotations
 
 import contextlib
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from jdkit._exceptions import JDError
+from jdkit._options import ClientOptions
 
 if TYPE_CHECKING:
     from jdkit._client import JobDistributor
@@ -35,11 +41,28 @@ class Provider:
 
     name: str = "provider"
 
-    def __init__(self, *, dry_run: bool = False) -> None:
-        self.dry_run = dry_run
+    def __init__(self, options: ClientOptions | None = None, /, **overrides: Any) -> None:
+        self.options = ClientOptions.of(options, **overrides)
         self._client: JobDistributor | None = None
         self._real: JobDistributor | None = None
         self._lock = anyio.Lock()
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether the client handed out journals its writes."""
+        return self.options.dry_run is not False
+
+    def _connect(self, target: str, **defaults: Any) -> JobDistributor:
+        """A client for the JD at `target` with this provider's options.
+
+        `defaults` are the provider's own choices for options the caller left
+        at None (e.g. `allow_insecure_auth` for a JD on loopback it started).
+        """
+        from jdkit._client import JobDistributor
+
+        opts = self.options.replace(target=target, dry_run=False)
+        unset = {k: v for k, v in defaults.items() if getattr(opts, k) is None}
+        return JobDistributor.connect(options=opts.replace(**unset))
 
     @property
     def client(self) -> JobDistributor:
@@ -56,7 +79,11 @@ class Provider:
                 try:
                     self._real = await self._start()
                     # dry_run: reads go to the real client, writes to the journal
-                    self._client = self._real.with_dry_run() if self.dry_run else self._real
+                    dry = self.options.dry_run
+                    if dry is False:
+                        self._client = self._real
+                    else:
+                        self._client = self._real.with_dry_run(None if dry is True else dry)
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await self._stop()

@@ -65,6 +65,7 @@ from urllib.parse import quote
 import anyio
 
 from jdkit._exceptions import ConfigError, JDError
+from jdkit._options import ClientOptions
 from jdkit._providers._base import Provider
 from jdkit._providers._images import (
     JD_IMAGE as LOCAL_JD_IMAGE,
@@ -509,19 +510,33 @@ async def release_reused() -> int:
 
 
 class DockerProvider(Provider):
-    """JD + Postgres in Docker; see the module doc for the life of a run."""
+    """JD + Postgres in Docker; see the module doc for the life of a run.
+
+    `config` (and keywords naming `DockerConfig` fields) say how to run the
+    containers; `options` (and keywords naming `ClientOptions` fields) how
+    the client talks to the JD, as for every provider. The client's default
+    deadline is `DockerConfig.call_timeout` unless `timeout` is given.
+    """
 
     name = "docker"
 
     def __init__(
-        self, config: DockerConfig | None = None, *, dry_run: bool = False, **overrides: Any
+        self,
+        config: DockerConfig | None = None,
+        *,
+        options: ClientOptions | None = None,
+        **overrides: Any,
     ) -> None:
-        super().__init__(dry_run=dry_run)
+        client_names = set(ClientOptions.names())
+        client = {k: overrides.pop(k) for k in list(overrides) if k in client_names}
+        super().__init__(options, **client)
         if config is None:
             config = DockerConfig(**overrides)
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         self.config = config
+        if options is None and "timeout" not in client:
+            self.options = self.options.replace(timeout=config.call_timeout)
         self._docker: Docker | None = None
         self._run: _Run | None = None
         self._keep = False
@@ -650,7 +665,7 @@ class DockerProvider(Provider):
         if why is None:
             return image
         hint = (
-            "build it with `python -m jdkit._providers._images` in a jdkit checkout"
+            "build it in a jdkit checkout: .ci/setup-docker.sh builds every image"
             if image == LOCAL_JD_IMAGE
             else f"set DockerConfig(jd_image=...) or ${ENV_JD_IMAGE} to an image you have"
         )
@@ -857,8 +872,6 @@ class DockerProvider(Provider):
     async def _wait_ready(self, docker: Docker, run: _Run) -> JobDistributor:
         """Poll JD's container state, gRPC health and /healthz with backoff
         (the caller bounds the whole wait)."""
-        from jdkit._client import JobDistributor
-
         cfg = self.config
         delay = 0.05
         self._last_probe = "no answer yet"
@@ -872,12 +885,10 @@ class DockerProvider(Provider):
                     break
                 await anyio.sleep(delay)
                 delay = min(delay * 2, _JD_POLL_MAX)
-        return JobDistributor.connect(f"127.0.0.1:{run.grpc_port}", timeout=cfg.call_timeout)
+        return self._connect(f"127.0.0.1:{run.grpc_port}")
 
     async def _attach_reused(self, docker: Docker) -> JobDistributor | None:
         from aiodocker.exceptions import DockerError
-
-        from jdkit._client import JobDistributor
 
         cfg = self.config
         entry = _REUSED.get(cfg._reuse_key())
@@ -902,7 +913,7 @@ class DockerProvider(Provider):
         self._run, self._keep, self.reused = run, True, True
         self._last_run_id = run.run_id
         log.info("reusing run %s at 127.0.0.1:%d", run.run_id, run.grpc_port)
-        return JobDistributor.connect(f"127.0.0.1:{run.grpc_port}", timeout=cfg.call_timeout)
+        return self._connect(f"127.0.0.1:{run.grpc_port}")
 
     _last_probe: str = ""
 

@@ -3,65 +3,65 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from jdkit._client import DEFAULT_TIMEOUT, JobDistributor
-from jdkit._interceptors import Interceptor
+from jdkit._options import ClientOptions
 from jdkit._providers._base import Provider
-from jdkit._retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from jdkit._auth import TokenSource
-    from jdkit._server import EmbeddedJD
+    from jdkit._client import JobDistributor
+    from jdkit.server import EmbeddedJD
 
 
 class EmbeddedProvider(Provider):
     """An embedded JD on a free loopback port, SQLite in memory (or `db=` a file).
 
-    `provider.server` is the running `EmbeddedJD`, for playing the node's part
-    (approve / reject / cancel proposals, connect nodes, add chain configs).
-    Bearer tokens may flow in plaintext here: the channel never leaves loopback.
+    `provider.server` is the running `jdkit.server.EmbeddedJD`, for playing
+    the node's part (approve / reject / cancel proposals, connect nodes, add
+    chain configs). Client options are a `ClientOptions` and/or its fields as
+    keywords, as for every provider; bearer tokens may flow in plaintext here
+    unless `allow_insecure_auth=False` is given: the channel never leaves
+    loopback. `server_options` go to `EmbeddedJD.start` (`auth=`, `ssl=`, and
+    `client_tls=` for the client's side of a TLS server).
     """
 
     name = "embedded"
 
     def __init__(
         self,
+        options: ClientOptions | None = None,
+        /,
         *,
         db: str | os.PathLike[str] = ":memory:",
         host: str = "127.0.0.1",
         port: int = 0,
         server_options: Mapping[str, Any] | None = None,
-        timeout: float | None = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
-        auth: TokenSource | None = None,
-        interceptors: Sequence[Interceptor] = (),
-        dry_run: bool = False,
+        **overrides: Any,
     ) -> None:
-        super().__init__(dry_run=dry_run)
+        super().__init__(options, **overrides)
         self.db, self.host, self.port = os.fspath(db), host, port
         self.server_options = dict(server_options or {})
-        self._client_options: dict[str, Any] = dict(
-            timeout=timeout, retry=retry, auth=auth, interceptors=interceptors
-        )
         self._server: EmbeddedJD | None = None
 
     @property
     def server(self) -> EmbeddedJD:
+        """The running embedded JD (after `initialize()`)."""
         if self._server is None:
             self.client  # noqa: B018 -- raises the not-initialized error
         assert self._server is not None
         return self._server
 
     async def _start(self) -> JobDistributor:
-        from jdkit._server import EmbeddedJD
+        from jdkit.server import EmbeddedJD
 
         options = dict(self.server_options)
         tls = options.pop("client_tls", None)  # the client's side of a TLS server
         self._server = await EmbeddedJD.start(host=self.host, port=self.port, db=self.db, **options)
-        return JobDistributor.connect(
-            self._server.address, tls=tls, allow_insecure_auth=True, **self._client_options
+        return self._connect(
+            self._server.address,
+            allow_insecure_auth=True,
+            tls=tls if tls is not None else self.options.tls,
         )
 
     async def _stop(self) -> None:

@@ -5,7 +5,7 @@ when the call carried none); a verifier returns to admit the call or raises
 `GRPCError(Status.UNAUTHENTICATED, why)`. Messages say why ("missing bearer
 token", "token expired", "bad signature") and never echo the token.
 
-    StaticTokens(["t1", "t2"])                   fixed shared secrets
+    StaticTokenVerifier(["t1", "t2"])            fixed shared secrets
     JWKSVerifier(jwks_url, audience=..., ...)    JWTs signed by keys a JWKS publishes
                                                  (e.g. a Cognito user pool)
 """
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import httpx
     import jwt
 
-__all__ = ["JWKSVerifier", "StaticTokens", "Verifier", "bearer_token"]
+__all__ = ["JWKSVerifier", "StaticTokenVerifier", "StaticTokens", "Verifier", "bearer_token"]
 
 log = logging.getLogger("jdkit.server.auth")
 
@@ -67,7 +67,7 @@ def _refuse(why: str) -> NoReturn:
     raise GRPCError(Status.UNAUTHENTICATED, why)
 
 
-class StaticTokens:
+class StaticTokenVerifier:
     """Admit calls bearing one of a fixed set of tokens (compared in constant time)."""
 
     def __init__(self, tokens: Iterable[str]) -> None:
@@ -76,7 +76,7 @@ class StaticTokens:
             raise ConfigError("tokens", "needs at least one non-empty token")
 
     def __repr__(self) -> str:
-        return f"StaticTokens(<{len(self._tokens)} redacted>)"
+        return f"StaticTokenVerifier(<{len(self._tokens)} redacted>)"
 
     async def __call__(self, token: str | None) -> None:
         if not token:
@@ -88,6 +88,10 @@ class StaticTokens:
             ok |= hmac.compare_digest(given, candidate)
         if not ok:
             _refuse("invalid bearer token")
+
+
+#: The 0.1 name of `StaticTokenVerifier`.
+StaticTokens = StaticTokenVerifier
 
 
 class JWKSVerifier:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -128,6 +129,8 @@ class SQLiteDatabase(Database):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jdkit-sqlite")
 
         def connect() -> sqlite3.Connection:
+            if path != ":memory:":
+                _create_private(path)
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if path != ":memory:":
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -183,6 +186,28 @@ class SQLiteDatabase(Database):
         conn = self._conn
         await self._run(conn.close)
         self._executor.shutdown(wait=True)
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644
+    under the usual umask). SQLite gives the -wal and -shm files it creates
+    later the database file's mode, so they are private too. An existing
+    file is left as it is, with a warning if others may read it: it holds
+    the sealed CSA key and every job spec."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = os.stat(path).st_mode & 0o777
+        if mode & 0o077:
+            log.warning(
+                "database file %s is readable by others (mode %04o); chmod 600 it",
+                path,
+                mode,
+            )
+        return
+    except OSError:
+        return  # let sqlite3.connect report why the path cannot be opened
+    os.close(fd)
 
 
 # ------------------------------------------------------------------- Postgres
@@ -318,6 +343,11 @@ def redact_url(url: str) -> str:
 
 def is_postgres_url(db: str) -> bool:
     return db.startswith(("postgres://", "postgresql://"))
+
+
+def is_memory(db: str) -> bool:
+    """True when `db` names a database that lives only in this process."""
+    return not is_postgres_url(db) and sqlite_path(db) == ":memory:"
 
 
 def sqlite_path(db: str) -> str:

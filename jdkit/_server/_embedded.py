@@ -21,9 +21,10 @@ from jdkit._proto.api.job.v1 import Proposal, ProposalStatus
 from jdkit._proto.api.node.v1 import ChainConfig, Node
 from jdkit._server import _grpc
 from jdkit._server._csa import DEV_CSA_SECRET
-from jdkit._server._db import Database, is_postgres_url, open_database, redact_url
+from jdkit._server._db import Database, is_memory, open_database, redact_url
 from jdkit._server._grpc import AuthHook, Codec, Runtime, ServingStatus
 from jdkit._server._healthz import HealthzServer
+from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
 from jdkit._server._state import JDState
 
 log = logging.getLogger("jdkit.server")
@@ -63,10 +64,18 @@ class EmbeddedJD:
 
     `db` is ":memory:" (default), a SQLite file path (state survives restarts),
     or a `postgresql://` URL. `csa_secret` seals JD's CSA private key; when
-    omitted, the public `DEV_CSA_SECRET` is used, which is only fit for tests.
+    omitted, $CSA_KEY_ENCRYPTION_SECRET is used. Without either, a database
+    that outlives the process (a file, Postgres) is refused, because the
+    fallback, the public `DEV_CSA_SECRET`, would let anyone who can read the
+    database unseal the key; `insecure_dev_secret=True` accepts that for a
+    throwaway dev database. In memory the dev secret is used, with a warning.
     `auth`, when given, is awaited with each call's bearer token (or None) and
     raises `GRPCError(Status.UNAUTHENTICATED, ...)` to refuse; health checks
-    skip it. `ssl` serves TLS (ALPN "h2" is set on the context).
+    skip it. `ssl` serves TLS (ALPN "h2" is set on the context). `limits`
+    bounds what a caller may cost (message sizes, streams, timeouts; see
+    `ServerLimits`). `compression` ("gzip", "deflate" or None) is what replies
+    are compressed with for callers that accept it; compressed requests are
+    always accepted.
 
     The node side of the protocol (answers, connection, chain configs) is
     played with the `approve_proposal`, `set_node_connected`, ... methods.
@@ -82,13 +91,24 @@ class EmbeddedJD:
         auth: AuthHook | None = None,
         ssl: _ssl.SSLContext | None = None,
         healthz_port: int | None = None,
+        limits: ServerLimits = DEFAULT_LIMITS,
+        compression: str | None = "gzip",
+        insecure_dev_secret: bool = False,
     ) -> None:
         self.host = host
+        if not isinstance(limits, ServerLimits):
+            raise ConfigError("limits", f"{type(limits).__name__} is not a ServerLimits")
+        if compression not in (None, "gzip", "deflate"):
+            raise ConfigError("compression", f"{compression!r} is not 'gzip', 'deflate' or None")
+        self._limits = limits
+        self._compression = compression
+        self._insecure_dev_secret = bool(insecure_dev_secret)
         if auth is not None and not callable(auth):
             raise ConfigError(
                 "auth",
                 f"{type(auth).__name__} is not a server auth hook; pass e.g. "
-                "jdkit._server._auth.StaticTokens([...]) (StaticToken is the client side)",
+                "jdkit.server.StaticTokenVerifier([...]) (jdkit.auth.StaticToken is the "
+                "client side)",
             )
         for name, value in (("port", port), ("healthz_port", healthz_port)):
             if value is not None and (isinstance(value, bool) or not 0 <= value <= 65535):
@@ -124,6 +144,9 @@ class EmbeddedJD:
         auth: AuthHook | None = None,
         ssl: _ssl.SSLContext | None = None,
         healthz_port: int | None = None,
+        limits: ServerLimits = DEFAULT_LIMITS,
+        compression: str | None = "gzip",
+        insecure_dev_secret: bool = False,
     ) -> _Starting:
         """Start a server; `await` the result, or `async with` it to stop on exit."""
         return _Starting(
@@ -135,6 +158,9 @@ class EmbeddedJD:
                 auth=auth,
                 ssl=ssl,
                 healthz_port=healthz_port,
+                limits=limits,
+                compression=compression,
+                insecure_dev_secret=insecure_dev_secret,
             )
         )
 
@@ -195,26 +221,21 @@ class EmbeddedJD:
         if self._server is not None or self._stopped:
             raise RuntimeError("an EmbeddedJD starts once; make a new one")
         secret, self._secret = self._secret, None  # not kept past start
-        if secret is None:
-            secret = DEV_CSA_SECRET
-            if self.db_url != ":memory:":
-                log.warning(
-                    "no csa_secret given: the CSA key in %s is sealed with the public "
-                    "dev secret (fine for tests, not for anything real)",
-                    redact_url(self.db_url),
-                )
+        secret = self._choose_secret(secret)
         self._db = await open_database(self.db_url)
         try:
             self._state = JDState(self._db)
             await self._state.init(secret)
-            self._rt = Runtime(self._state, self._auth)
-            server = _grpc.Server(_grpc.services(self._state, self._rt), codec=Codec())
+            self._rt = Runtime(self._state, self._auth, self._limits, self._compression)
+            server = _grpc.Server(
+                _grpc.services(self._state, self._rt), codec=Codec(), limits=self._limits
+            )
             listen(server, RecvRequest, self._rt.on_request)
             if self._ssl is not None:
                 self._ssl.set_alpn_protocols(["h2"])
             sock = _bind(self.host, self._requested_port)
             self._port = sock.getsockname()[1]
-            await server.start(sock=sock, ssl=self._ssl)
+            await server.start_on(sock, self._ssl)
             self._server = server
             if self._healthz_port is not None:
                 self._healthz = await HealthzServer.start(
@@ -231,6 +252,37 @@ class EmbeddedJD:
             self.address,
             redact_url(self.db_url),
             ", TLS" if self._ssl else "",
+        )
+
+    def _choose_secret(self, given: str | None) -> str:
+        """The CSA secret: given, else $CSA_KEY_ENCRYPTION_SECRET, else the dev
+        secret where that is harmless (in memory) or explicitly accepted."""
+        if given is not None:
+            return given
+        from_env = os.environ.get("CSA_KEY_ENCRYPTION_SECRET")
+        if from_env:
+            return from_env
+        where = redact_url(self.db_url)
+        if is_memory(self.db_url):
+            _warn_once(
+                "no CSA_KEY_ENCRYPTION_SECRET (or csa_secret=): the in-memory JD seals its "
+                "CSA key with the public dev secret; fine, since nothing outlives the process"
+            )
+            return DEV_CSA_SECRET
+        if self._insecure_dev_secret:
+            log.warning(
+                "no CSA_KEY_ENCRYPTION_SECRET: the CSA private key in %s is sealed with the "
+                "public dev secret (insecure_dev_secret=True); anyone who can read that "
+                "database can unseal it",
+                where,
+            )
+            return DEV_CSA_SECRET
+        raise ConfigError(
+            "CSA_KEY_ENCRYPTION_SECRET",
+            f"is not set, and {where} keeps JD's CSA private key at rest: set "
+            "CSA_KEY_ENCRYPTION_SECRET (or pass csa_secret=) to seal it, or, for a "
+            "throwaway dev database only, accept the public dev secret with "
+            "insecure_dev_secret=True (jdkit serve --insecure-dev-secret)",
         )
 
     # ------------------------------------------------------------- stop
@@ -335,6 +387,15 @@ class EmbeddedJD:
             self._rt.calls.clear()
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
 def _port_from(value: str, name: str) -> int:
     try:
         port = int(value)
@@ -400,17 +461,25 @@ async def serve_forever(
     auth: AuthHook | None = None,
     ssl: _ssl.SSLContext | None = None,
     healthz_port: int | None = None,
+    limits: ServerLimits = DEFAULT_LIMITS,
+    compression: str | None = "gzip",
+    insecure_dev_secret: bool = False,
 ) -> None:
-    """Run an embedded JD until SIGINT/SIGTERM (what `jdkit serve` calls).
+    """Run an embedded JD until SIGINT/SIGTERM.
 
-    `csa_secret` defaults to $CSA_KEY_ENCRYPTION_SECRET, then to the dev
-    secret (a local development server; a warning says so for file/Postgres
-    databases).
+    `csa_secret` defaults to $CSA_KEY_ENCRYPTION_SECRET; a file or Postgres
+    database without either is refused unless `insecure_dev_secret=True`
+    (see `EmbeddedJD`).
     """
-    secret = csa_secret or os.environ.get("CSA_KEY_ENCRYPTION_SECRET") or None
-    if secret is None and (db != ":memory:" or is_postgres_url(db)):
+    if (
+        csa_secret is None
+        and insecure_dev_secret
+        and not os.environ.get("CSA_KEY_ENCRYPTION_SECRET")
+        and not is_memory(db)
+    ):
         print(
-            "warning: no CSA_KEY_ENCRYPTION_SECRET; using the public dev secret",
+            "warning: no CSA_KEY_ENCRYPTION_SECRET; the CSA key is sealed with the public "
+            "dev secret (--insecure-dev-secret)",
             file=sys.stderr,
             flush=True,
         )
@@ -419,9 +488,12 @@ async def serve_forever(
             host=host,
             port=port,
             db=db,
-            csa_secret=secret,
+            csa_secret=csa_secret,
             auth=auth,
             ssl=ssl,
             healthz_port=healthz_port,
+            limits=limits,
+            compression=compression,
+            insecure_dev_secret=insecure_dev_secret,
         )
     )

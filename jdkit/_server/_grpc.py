@@ -3,9 +3,21 @@
 Each service subclasses its generated base and overrides the snake_case
 methods. The generated `__rpc_*` glue is replaced by `_guarded`, which keeps
 the generated paths and message types but adds what a caller-facing server
-needs: an absent, truncated or compressed request body is the caller's
-mistake (INVALID_ARGUMENT / UNIMPLEMENTED, not an assert turned UNKNOWN), a
-jdkit error becomes its status, and only a genuine server bug is INTERNAL.
+needs: an absent or truncated request body is the caller's mistake
+(INVALID_ARGUMENT, not an assert turned UNKNOWN), a jdkit error becomes its
+status, and only a genuine server bug is INTERNAL.
+
+`_guarded` also reads and writes the gRPC messages itself instead of through
+grpclib, which has neither a message size limit nor compression: the length
+prefix is checked against `max_receive_message_size` before one byte of the
+body is buffered, gzip/deflate requests are decompressed within that limit,
+replies are compressed when the caller accepts it, and large decodes, encodes
+and compressions run in a worker thread so one big call does not stall the
+event loop (and everyone else's calls, health checks included).
+
+The HTTP/2 side (`_Protocol`) adds what grpclib lacks for a server facing
+untrusted peers: handshake, idle and keepalive timeouts, a configurable
+stream cap, and a per-connection cap on calls in progress (see `_limits`).
 """
 
 from __future__ import annotations
@@ -13,13 +25,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import re
 import struct
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import betterproto2
+import grpclib.config
 import grpclib.const
 import grpclib.server
 from grpclib.const import Cardinality, Status
@@ -27,8 +43,13 @@ from grpclib.encoding.proto import ProtoCodec
 from grpclib.events import RecvRequest
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
-from grpclib.protocol import H2Protocol
+from grpclib.protocol import Connection, EventsProcessor, H2Protocol, _set_nodelay
+from h2.connection import H2Connection
+from h2.events import RemoteSettingsChanged
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
 
+from jdkit import _compression
 from jdkit._core.rules import job_ident
 from jdkit._exceptions import NotFoundError, RPCError
 from jdkit._methods import WRITES
@@ -97,6 +118,7 @@ from jdkit._proto.grpc.health.v1 import (
     HealthCheckResponseServingStatus,
 )
 from jdkit._server._fastpb import ENCODERS
+from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
 from jdkit._server._state import JDState
 from jdkit._server._wire import check as check_wire
 
@@ -143,9 +165,18 @@ class Runtime:
     """Per-server bookkeeping the handlers share: call counters, in-flight
     RPCs (for graceful stop) and the health status watchers follow."""
 
-    def __init__(self, state: JDState, auth: AuthHook | None) -> None:
+    def __init__(
+        self,
+        state: JDState,
+        auth: AuthHook | None,
+        limits: ServerLimits = DEFAULT_LIMITS,
+        compression: str | None = "gzip",
+    ) -> None:
         self.state = state
         self.auth = auth
+        self.limits = limits
+        #: Replies are compressed with this when the caller accepts it; None: never.
+        self.compression = compression
         self.calls: collections.Counter[str] = collections.Counter()
         self.status = ServingStatus.SERVING
         self.draining = False
@@ -194,10 +225,11 @@ class Runtime:
         token = bearer_token(event.metadata.get("authorization"))
         try:
             await self.auth(token)
-        except GRPCError:
+        except GRPCError as exc:
+            log.info("%s refused: %s%s", path, exc.status.name, _rid_note(event.metadata))
             raise
         except Exception:
-            log.exception("auth hook failed on %s", path)
+            log.exception("auth hook failed on %s%s", path, _rid_note(event.metadata))
             raise GRPCError(
                 Status.UNAUTHENTICATED, "the access token could not be verified"
             ) from None
@@ -218,20 +250,168 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-async def _recv(stream: grpclib.server.Stream[Any, Any], name: str) -> Any:
+#: Messages at least this large are decoded, encoded and (de)compressed in a
+#: worker thread: betterproto2 parses ~10-40 MB/s, so 64 KiB is a few ms on
+#: the loop, while the thread hop costs ~0.1 ms.
+OFFLOAD_SIZE = 64 * 1024
+
+#: Reply types that can be large (lists, batches): encoded in a worker thread.
+_LIST_REPLIES = frozenset(
+    {
+        ListNodesResponse,
+        ListJobsResponse,
+        ListProposalsResponse,
+        ListNodeChainConfigsResponse,
+        ListRollbackPoliciesResponse,
+        ListKeypairsResponse,
+        BatchProposeJobResponse,
+    }
+)
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def _rid_note(metadata: Any) -> str:
+    """` x-request-id=ID` for a log line, or "" (control characters and
+    overlong values are not logged as sent, so a caller cannot forge lines)."""
+    rid = metadata.get("x-request-id") if metadata is not None else None
+    if not isinstance(rid, str) or not rid:
+        return ""
+    if not _REQUEST_ID.fullmatch(rid):
+        rid = repr(rid[:128])
+    return f" x-request-id={rid}"
+
+
+@dataclass(slots=True)
+class _Call:
+    """What the connection knows about one call before its handler runs."""
+
+    headers: dict[str, str]
+    slots: asyncio.Semaphore
+
+
+def _call_of(stream: grpclib.server.Stream[Any, Any]) -> _Call:
+    call: _Call | None = getattr(stream._stream, "jdkit_call", None)
+    if call is None:  # pragma: no cover - every stream comes through _Handler.accept
+        call = _Call({}, asyncio.Semaphore(1))
+    return call
+
+
+async def _off_loop(size: int, fn: Callable[..., Any], *args: Any) -> Any:
+    if size >= OFFLOAD_SIZE:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
+def _invalid(message: str) -> GRPCError:
+    return GRPCError(Status.INVALID_ARGUMENT, message)
+
+
+async def _read_request(
+    stream: grpclib.server.Stream[Any, Any], name: str, call: _Call, limits: ServerLimits
+) -> Any:
+    """The call's one request message: length checked before the body is
+    read, decompressed within the limit, decoded off the loop when large."""
+    h2s = stream._stream
     try:
-        request = await stream.recv_message()
-    except (AssertionError, struct.error):
+        prefix = await h2s.recv_data(5)
+    except AssertionError:
+        raise _invalid(f"request body is a truncated gRPC message; expected {name}") from None
+    if not prefix:
+        raise _invalid(f"request has no message; expected one {name}")
+    flag, length = prefix[0], int.from_bytes(prefix[1:5], "big")
+    if flag > 1:
+        raise _invalid(f"request message has compressed-flag byte {flag}; gRPC allows 0 or 1")
+    limit = limits.max_receive_message_size
+    if length > limit:
         raise GRPCError(
-            Status.INVALID_ARGUMENT, f"request body is a truncated gRPC message; expected {name}"
-        ) from None
-    except NotImplementedError:
-        raise GRPCError(
-            Status.UNIMPLEMENTED, "compressed request messages are not supported"
-        ) from None
-    if request is None:
-        raise GRPCError(Status.INVALID_ARGUMENT, f"request has no message; expected one {name}")
+            Status.RESOURCE_EXHAUSTED,
+            f"request message is {length} bytes, over the server's limit of {limit} bytes "
+            "(max_receive_message_size)",
+        )
+    try:
+        body = await h2s.recv_data(length)
+    except AssertionError:
+        raise _invalid(f"request body is a truncated gRPC message; expected {name}") from None
+    if flag:
+        encoding = call.headers.get("grpc-encoding", "identity").strip().lower()
+        if encoding == "identity":
+            raise _invalid(
+                "request message is flagged compressed but the call has no grpc-encoding"
+            )
+        if encoding not in _compression.ENCODINGS:
+            raise GRPCError(
+                Status.UNIMPLEMENTED,
+                f"grpc-encoding {encoding[:40]!r} is not supported; this server accepts "
+                f"{_compression.ACCEPT_ENCODING}",
+            )
+        try:
+            body = await _off_loop(length, _compression.decompress, body, encoding, limit)
+        except _compression.MessageTooLarge:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"request message ({length} bytes of {encoding}) decompresses to more than the "
+                f"server's limit of {limit} bytes (max_receive_message_size)",
+            ) from None
+        except _compression.CorruptMessage as exc:
+            raise _invalid(f"request message is not valid {encoding}: {exc}") from None
+    request = await _off_loop(len(body), stream._codec.decode, body, stream._recv_type)
+    del body
+    (request,) = await stream._dispatch.recv_message(request)
+    stream._messages_received += 1
+    conn = h2s.connection
+    conn.messages_received += 1
+    conn.last_message_received = time.monotonic()
     return request
+
+
+def _encode(codec: Any, reply: Any, reply_type: Any, encoding: str | None) -> tuple[int, bytes]:
+    """(encoded size, the framed message: flag byte, length, payload)."""
+    data = codec.encode(reply, reply_type)
+    size = len(data)
+    flag = b"\x00"
+    if encoding is not None and size >= _compression.MIN_COMPRESS_SIZE:
+        data, flag = _compression.compress(data, encoding), b"\x01"
+    return size, flag + struct.pack(">I", len(data)) + data
+
+
+async def _send_reply(
+    stream: grpclib.server.Stream[Any, Any],
+    reply: Any,
+    encoding: str | None,
+    limits: ServerLimits,
+) -> None:
+    """Encode (off the loop for list replies), check `max_send_message_size`,
+    compress when the caller accepts it, and write the framed message."""
+    if type(reply) in _LIST_REPLIES:
+        size, framed = await asyncio.to_thread(
+            _encode, stream._codec, reply, stream._send_type, encoding
+        )
+    else:
+        size, framed = _encode(stream._codec, reply, stream._send_type, encoding)
+    del reply  # only the bytes wait for a slow reader, not the objects
+    if size > limits.max_send:
+        raise GRPCError(
+            Status.RESOURCE_EXHAUSTED,
+            f"reply message is {size} bytes, over the server's limit of {limits.max_send} "
+            "bytes (max_send_message_size)",
+        )
+    if not stream._send_initial_metadata_done:
+        headers = [
+            (":status", "200"),
+            ("content-type", stream._content_type),
+            ("grpc-accept-encoding", _compression.ACCEPT_ENCODING),
+        ]
+        if encoding is not None:
+            headers.append(("grpc-encoding", encoding))
+        await stream._stream.send_headers(headers)
+        stream._send_initial_metadata_done = True
+    await stream._stream.send_data(framed)
+    stream._send_message_done = True
+    stream._messages_sent += 1
+    conn = stream._stream.connection
+    conn.messages_sent += 1
+    conn.last_message_sent = time.monotonic()
 
 
 #: Status messages travel in an HTTP/2 header; messages that echo a huge
@@ -257,23 +437,79 @@ def _guarded(
 ) -> grpclib.const.Handler:
     name = proto_name(handler.request_type)
     streaming = handler.cardinality is Cardinality.UNARY_STREAM
+    # Health calls are tiny and must answer however busy the connection is;
+    # Watch streams live long and send a few bytes, so they take no slot.
+    takes_slot = not (streaming or path.startswith(_HEALTH_PREFIX))
+
+    async def admit(stream: grpclib.server.Stream[Any, Any], call: _Call) -> tuple[Any, bool]:
+        limits = rt.limits
+        acquired = False
+        try:
+            async with asyncio.timeout(limits.request_timeout):
+                if takes_slot:
+                    await call.slots.acquire()
+                    acquired = True
+                return await _read_request(stream, name, call, limits), acquired
+        except TimeoutError:
+            if not acquired:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"this connection already has {limits.max_active_calls_per_connection} "
+                    f"calls in progress and none finished within {limits.request_timeout:g} s "
+                    "(max_active_calls_per_connection)",
+                ) from None
+            call.slots.release()
+            raise GRPCError(
+                Status.DEADLINE_EXCEEDED,
+                f"the request message did not arrive within {limits.request_timeout:g} s "
+                "of the call's headers (request_timeout)",
+            ) from None
+        except BaseException:
+            if acquired:
+                call.slots.release()
+            raise
 
     async def serve(stream: grpclib.server.Stream[Any, Any]) -> None:
-        request = await _recv(stream, name)
-        rt.enter()
+        call = _call_of(stream)
+        t0 = time.perf_counter()
+        outcome = "OK"
+        acquired = False
         try:
-            if streaming:
-                async for reply in impl(request):
-                    await stream.send_message(reply)
-            else:
-                reply = await impl(request)
-                await stream.send_message(reply)
-        except (asyncio.CancelledError, StreamTerminatedError):
+            request, acquired = await admit(stream, call)
+            encoding = None
+            if rt.compression is not None:
+                offered = _compression.pick_encoding(call.headers.get("grpc-accept-encoding"))
+                encoding = rt.compression if offered is not None else None
+            rt.enter()
+            try:
+                if streaming:
+                    async for reply in impl(request):
+                        await _send_reply(stream, reply, encoding, rt.limits)
+                else:
+                    await _send_reply(stream, await impl(request), encoding, rt.limits)
+            except (asyncio.CancelledError, StreamTerminatedError):
+                raise
+            except Exception as exc:
+                raise _to_grpc(path, exc) from None
+            finally:
+                rt.leave()
+        except GRPCError as exc:
+            outcome = exc.status.name
             raise
-        except Exception as exc:
-            raise _to_grpc(path, exc) from None
+        except (asyncio.CancelledError, StreamTerminatedError):
+            outcome = "CANCELLED"
+            raise
         finally:
-            rt.leave()
+            if acquired:
+                call.slots.release()
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "%s %s %.1f ms%s",
+                    path,
+                    outcome,
+                    (time.perf_counter() - t0) * 1000,
+                    _rid_note(stream.metadata),
+                )
 
     return grpclib.const.Handler(
         serve, handler.cardinality, handler.request_type, handler.reply_type
@@ -504,9 +740,17 @@ def _header_problem(headers: Any) -> str | None:
 
 
 class _Handler(grpclib.server.Handler):
+    """One per connection: refuses malformed headers, and hands each call
+    its headers and the connection's call slots."""
+
+    def __init__(self, *args: Any, limits: ServerLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = asyncio.Semaphore(limits.max_active_calls_per_connection)
+
     def accept(self, stream: Any, headers: Any, release_stream: Callable[[], Any]) -> None:
         problem = _header_problem(headers)
         if problem is None:
+            stream.jdkit_call = _Call(dict(headers), self.slots)
             super().accept(stream, headers, release_stream)
             return
 
@@ -522,9 +766,132 @@ class _Handler(grpclib.server.Handler):
         self._tasks[stream] = self.loop.create_task(refuse())
 
 
+class _Protocol(H2Protocol):
+    """grpclib's HTTP/2 protocol with our stream cap and connection timeouts.
+
+    One timer per connection, every `limits.tick()` seconds, checks the
+    handshake deadline, idleness and keepalive; grpclib's own keepalive
+    (which sends at most one ping per 5 minutes) is off.
+    """
+
+    def __init__(
+        self, handler: _Handler, config: Any, h2_config: Any, limits: ServerLimits
+    ) -> None:
+        super().__init__(handler, config, h2_config)
+        self.limits = limits
+        self._timer: asyncio.TimerHandle | None = None
+        self._settings_seen = False
+        self._opened = self._last_recv = 0.0
+        self._idle_since: float | None = None
+        self._ping_sent: float | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        # grpclib's connection_made, with our SETTINGS_MAX_CONCURRENT_STREAMS in
+        # the first SETTINGS frame (h2 enforces it on inbound streams at once).
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _set_nodelay(sock)
+        h2_conn = H2Connection(config=self.h2_config)
+        h2_conn.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_concurrent_streams,
+                SettingCodes.MAX_HEADER_LIST_SIZE: H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE,
+            },
+        )
+        h2_conn.initiate_connection()
+        initial = h2_conn.local_settings.initial_window_size
+        conn_delta = self.config.http2_connection_window_size - initial
+        stream_delta = self.config.http2_stream_window_size - initial
+        if conn_delta:
+            h2_conn.increment_flow_control_window(conn_delta)
+        if stream_delta:
+            h2_conn.update_settings(
+                {SettingCodes.INITIAL_WINDOW_SIZE: self.config.http2_stream_window_size}
+            )
+        self.connection = Connection(h2_conn, transport, config=self.config)
+        self.connection.flush()
+        self.connection.initialize()
+        self.processor = EventsProcessor(self.handler, self.connection)
+        loop = asyncio.get_running_loop()
+        self._opened = self._last_recv = loop.time()
+        self._timer = loop.call_later(self.limits.tick(), self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_recv = asyncio.get_running_loop().time()
+        self._ping_sent = None  # any byte from the peer shows it is alive
+        try:
+            events = self.connection.feed(data)
+        except ProtocolError:
+            log.debug("HTTP/2 protocol error from %s", self._peer(), exc_info=True)
+            self.connection.flush()  # the GOAWAY h2 queued, naming the error
+            self.processor.close("Protocol error")
+            return
+        self.connection.flush()
+        processors = getattr(self.processor, "processors", {})
+        for event in events:
+            if isinstance(event, RemoteSettingsChanged):
+                self._settings_seen = True
+            # grpclib raises on event types it has no handler for (an unknown
+            # frame type, for one), which would kill the connection; skip them
+            if type(event) in processors:
+                self.processor.process(event)
+        self.connection.flush()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().connection_lost(exc)
+
+    def _peer(self) -> str:
+        try:
+            addr = self.connection.get_peer().addr()
+        except Exception:
+            return "?"
+        return f"{addr[0]}:{addr[1]}" if addr else "?"
+
+    def _close(self, why: str) -> None:
+        log.info("closing the connection from %s: %s", self._peer(), why)
+        self.processor.close(why)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.connection.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        now, lim = loop.time(), self.limits
+        h2_conn = self.connection._connection
+        if not self._settings_seen:
+            if lim.handshake_timeout is not None and now - self._opened >= lim.handshake_timeout:
+                self._close(f"no HTTP/2 preface and SETTINGS within {lim.handshake_timeout:g} s")
+                return
+        elif lim.idle_timeout is not None:
+            if self.processor.streams:
+                self._idle_since = None
+            elif self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since >= lim.idle_timeout:
+                h2_conn.close_connection()  # GOAWAY, NO_ERROR: "reconnect when you need me"
+                self.connection.flush()
+                self._close(f"no call for {lim.idle_timeout:g} s (idle_timeout)")
+                return
+        if lim.keepalive_time is not None:
+            if self._ping_sent is not None:
+                if now - self._ping_sent >= lim.keepalive_timeout:
+                    self._close(f"no answer to a keepalive ping within {lim.keepalive_timeout:g} s")
+                    return
+            elif now - self._last_recv >= lim.keepalive_time:
+                h2_conn.ping(os.urandom(8))
+                self.connection.flush()
+                self._ping_sent = now
+        self._timer = loop.call_later(lim.tick(), self._tick)
+
+
 class Server(grpclib.server.Server):
     """grpclib's server, answering malformed gRPC headers with INVALID_ARGUMENT
-    instead of UNKNOWN (relies on grpclib internals; grpclib is pinned <0.5).
+    instead of UNKNOWN, with the limits of `_limits.ServerLimits` (relies on
+    grpclib internals; grpclib is pinned <0.5).
 
     It also remembers its connections: grpclib's `close()` stops listening but
     leaves established HTTP/2 connections open, so a stopped server would keep
@@ -532,19 +899,39 @@ class Server(grpclib.server.Server):
     reconnect to whatever listens next.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: ServerLimits = DEFAULT_LIMITS, **kwargs: Any) -> None:
+        kwargs.setdefault("config", grpclib.config.Configuration(_keepalive_time=None))
         super().__init__(*args, **kwargs)
+        self.limits = limits
         self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
 
     def _protocol_factory(self) -> H2Protocol:
         self.__gc_step__()
         handler = _Handler(
-            self._mapping, self._codec, self._status_details_codec, self.__dispatch__
+            self._mapping,
+            self._codec,
+            self._status_details_codec,
+            self.__dispatch__,
+            limits=self.limits,
         )
         self._handlers.add(handler)
-        protocol = H2Protocol(handler, self._config, self._h2_config)
+        protocol = _Protocol(handler, self._config, self._h2_config, self.limits)
         self._protocols.add(protocol)
         return protocol
+
+    async def start_on(self, sock: Any, ssl: Any = None) -> None:
+        """Serve on a listening socket; the TLS handshake counts against the
+        handshake timeout (asyncio's own default would be 60 s)."""
+        if self._server is not None:
+            raise RuntimeError("Server is already started")
+        tls_timeout = self.limits.handshake_timeout if ssl is not None else None
+        self._server = await self._loop.create_server(
+            self._protocol_factory,
+            sock=sock,
+            ssl=ssl,
+            ssl_handshake_timeout=tls_timeout,
+        )
+        self._server_closed_fut = self._loop.create_future()
 
     def close_connections(self) -> None:
         for protocol in list(self._protocols):

@@ -20,8 +20,9 @@ import aiobotocore.session
 import pytest
 
 from jdkit import AuthError, ChallengeRequiredError
-from jdkit._auth import CognitoTokenSource, TokenManager, _unverified_claims, secret_hash
 from jdkit._server._auth import JWKSVerifier
+from jdkit.auth import CognitoTokenSource, TokenManager
+from jdkit.auth._cognito import _unverified_claims, secret_hash
 from tests.helpers.auth_helpers import FakeClock, cognito_admin, free_port, moto_cognito
 
 REGION = "us-east-1"

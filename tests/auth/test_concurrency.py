@@ -10,8 +10,8 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from jdkit import JobDistributor
-from jdkit._auth import Token, TokenManager
 from jdkit._server import EmbeddedJD
+from jdkit.auth import Token, TokenManager
 from tests.helpers.auth_helpers import FakeClock
 
 

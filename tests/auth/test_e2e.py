@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from jdkit import ConfigError, UnauthenticatedError
-from jdkit._auth import CognitoTokenSource, StaticToken, Token, TokenManager
 from jdkit._channel import TLSConfig
 from jdkit._client import JobDistributor
 from jdkit._server import EmbeddedJD
 from jdkit._server._auth import JWKSVerifier, StaticTokens
+from jdkit.auth import CognitoTokenSource, StaticToken, Token, TokenManager
 from tests.helpers.auth_helpers import (
     FakeClock,
     JWKSEndpoint,

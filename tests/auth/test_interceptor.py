@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jdkit import AuthError, ConfigError, InternalError, UnauthenticatedError
-from jdkit._auth import (
+from jdkit._interceptors import Call, Message, chain_stream, chain_unary
+from jdkit._methods import METHODS
+from jdkit.auth import (
     AuthInterceptor,
     StaticToken,
     Token,
     TokenManager,
-    build_auth_interceptor,
 )
-from jdkit._interceptors import Call, Message, chain_stream, chain_unary
-from jdkit._methods import METHODS
+from jdkit.auth._interceptor import build_auth_interceptor
 from jdkit.pb import health, node
 from tests.helpers.auth_helpers import FakeClock
 

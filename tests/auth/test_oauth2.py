@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from jdkit import AuthError, ConfigError
-from jdkit._auth import OAuth2ClientCredentials, TokenManager
+from jdkit.auth import OAuth2ClientCredentials, TokenManager
 from tests.helpers.auth_helpers import FakeClock, OAuth2Endpoint, free_port, http_server
 
 CLIENT_ID = "jd-client"

@@ -24,8 +24,7 @@ import aiobotocore.session
 import httpx
 import pytest
 
-import jdkit._auth
-from jdkit._auth import CognitoTokenSource, OAuth2ClientCredentials, StaticToken, secret_hash
+import jdkit._redact
 from jdkit._client import JobDistributor
 from jdkit._redact import (
     MAX_ENTRIES,
@@ -36,6 +35,8 @@ from jdkit._redact import (
 )
 from jdkit._server import EmbeddedJD
 from jdkit._server._auth import StaticTokens
+from jdkit.auth import CognitoTokenSource, OAuth2ClientCredentials, StaticToken
+from jdkit.auth._cognito import secret_hash
 from tests.helpers.auth_helpers import OAuth2Endpoint, cognito_admin, http_server, moto_cognito
 
 THIRD_PARTY = ("hpack", "h2", "grpclib", "botocore", "aiobotocore", "httpx", "httpcore", "app")
@@ -59,12 +60,12 @@ def debug_logs(
 
 
 def no_registration(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The control: jdkit._auth registers nothing (the redaction itself stays installed)."""
+    """The control: jdkit.auth registers nothing (the redaction itself stays installed)."""
 
     def off(*secrets: str | None, header_prefix: str = "") -> None:
         pass
 
-    monkeypatch.setattr(jdkit._auth, "_register_secrets", off)
+    monkeypatch.setattr(jdkit._redact, "register", off)
 
 
 def leaks(records: list[logging.LogRecord], named: dict[str, str]) -> set[tuple[str, str]]:
@@ -434,12 +435,12 @@ def custom(*args, **kwargs):
     record.custom_tag = "kept"
     return record
 logging.setLogRecordFactory(custom)
-import jdkit, jdkit._auth
+import jdkit, jdkit.auth
 assert logging.getLogRecordFactory() is custom, "import jdkit installed a factory"
-jdkit._auth.StaticToken("tok-in-subprocess")
+jdkit.auth.StaticToken("tok-in-subprocess")
 installed = logging.getLogRecordFactory()
 assert installed is not custom, "not installed"
-jdkit._auth.StaticToken("tok-another-one")
+jdkit.auth.StaticToken("tok-another-one")
 assert logging.getLogRecordFactory() is installed, "installed twice"
 rec = logging.getLogger("x").makeRecord("x", 20, "f", 1, "t=%s", ("tok-in-subprocess",), None)
 assert rec.custom_tag == "kept", "previous factory not chained"

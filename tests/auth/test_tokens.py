@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from jdkit import AuthError, ConfigError
-from jdkit._auth import (
+from jdkit.auth import (
     CognitoTokenSource,
     OAuth2ClientCredentials,
     StaticToken,
@@ -16,8 +16,8 @@ from jdkit._auth import (
     TokenManager,
     TokenSource,
     from_env,
-    secret_hash,
 )
+from jdkit.auth._cognito import secret_hash
 from tests.helpers.auth_helpers import FakeClock
 
 SECRET = "s3cr3t-token-value-1234"

@@ -71,7 +71,7 @@ def stop(proc: subprocess.Popen[str]) -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     db = tmp_path_factory.mktemp("cli") / "jd.sqlite"
-    proc, first = start_serve("--db", str(db))
+    proc, first = start_serve("--db", str(db), "--insecure-dev-secret")
     m = re.fullmatch(r"listening on (\S+:\d+)", first)
     assert m, first
     yield Served(proc, m[1], db)

@@ -23,6 +23,8 @@ from jdkit._server import EmbeddedJD
 from jdkit.pb import job, node
 from tests.helpers.faultproxy import FaultProxy
 
+SECRET = "resilience-test-secret"
+
 pytestmark = pytest.mark.asyncio
 
 PATIENT = RetryPolicy(max_attempts=30, initial_backoff=0.05, max_backoff=0.3)
@@ -34,7 +36,7 @@ def _spec(ext: str) -> str:
 
 async def test_restart_mid_workload_reads_recover_and_writes_never_duplicate(tmp_path) -> None:
     db = str(tmp_path / "jd.sqlite")
-    srv = await EmbeddedJD.start(db=db)
+    srv = await EmbeddedJD.start(db=db, csa_secret=SECRET)
     port = srv.port
     async with JobDistributor.connect(srv.address, retry=PATIENT, timeout=20) as jd:
         registered = await jd.register_node(
@@ -71,7 +73,7 @@ async def test_restart_mid_workload_reads_recover_and_writes_never_duplicate(tmp
                 await asyncio.sleep(0.3)
                 await srv.stop(grace=0.2)
                 await asyncio.sleep(0.2)
-                srv = await EmbeddedJD.start(db=db, port=port)
+                srv = await EmbeddedJD.start(db=db, port=port, csa_secret=SECRET)
             await asyncio.sleep(0.3)
             stop.set()
 
@@ -185,7 +187,10 @@ async def test_cancelled_calls_never_wedge_the_embedded_jd(db: str, tmp_path) ->
 
     path = db if db == ":memory:" else str(tmp_path / "jd.sqlite")
     rng = random.Random(7)
-    async with EmbeddedJD.start(db=path) as srv, JobDistributor.connect(srv.address) as jd:
+    async with (
+        EmbeddedJD.start(db=path, csa_secret=SECRET) as srv,
+        JobDistributor.connect(srv.address) as jd,
+    ):
         for _ in range(300):
             try:
                 await asyncio.wait_for(jd.list_nodes(), rng.uniform(0.00005, 0.004))

@@ -30,7 +30,7 @@ SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (
             "without a token: UNAUTHENTICATED",
             "with a Cognito token: registered node_",
-            "RemoteConfig.from_env: 1 node(s)",
+            "RemoteProvider.from_env: 1 node(s)",
             "jdkit nodes list (JD_COGNITO_* in the environment): ['authed']",
         ),
     ),

@@ -286,10 +286,10 @@ def test_factories_file_db_no_reset_auth_and_remote(
         f"""
 import pytest
 from jdkit.testing import jd_client_factory, jd_remote_factory, jd_server_factory
-from jdkit._auth import StaticToken
+from jdkit.auth import StaticToken
 from jdkit._server._auth import StaticTokens
 
-file_server = jd_server_factory(scope="module", db={str(db)!r})
+file_server = jd_server_factory(scope="module", db={str(db)!r}, insecure_dev_secret=True)
 kept = jd_client_factory("file_server", reset=False)
 secured_server = jd_server_factory(auth=StaticTokens(["sesame"]))
 authed = jd_client_factory("secured_server", auth=StaticToken("sesame"))

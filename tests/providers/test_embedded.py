@@ -79,10 +79,10 @@ async def test_anyio_timeout_inside_the_block_stops_everything() -> None:
 
 async def test_file_backed_state_survives_the_provider(tmp_path) -> None:
     db = tmp_path / "jd.sqlite"
-    async with EmbeddedProvider(db=db) as jd:
+    async with EmbeddedProvider(db=db, server_options={"csa_secret": "provider-test-secret"}) as jd:
         await jd.register_node(node.RegisterNodeRequest(name="kept", public_key="ab" * 32))
         key = await jd.get_csa_public_key()
-    async with EmbeddedProvider(db=db) as jd:
+    async with EmbeddedProvider(db=db, server_options={"csa_secret": "provider-test-secret"}) as jd:
         assert [n.name for n in (await jd.list_nodes()).nodes] == ["kept"]
         assert await jd.get_csa_public_key() == key
 

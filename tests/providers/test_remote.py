@@ -60,7 +60,7 @@ def test_from_env_reads_the_documented_variables(tmp_path) -> None:
             "JD_TIMEOUT": "7.5",
         }
     )
-    assert cfg.url == "jd.internal:443" and cfg.timeout == 7.5
+    assert cfg.target == "jd.internal:443" and cfg.timeout == 7.5
     assert isinstance(cfg.tls, TLSConfig) and cfg.tls.server_name == "jd"
     with pytest.raises(ConfigError, match="JD_GRPC_URL"):
         RemoteConfig.from_env({})

@@ -127,7 +127,7 @@ async def test_sqlite_url_form(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_dev_secret_on_a_file_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="jdkit.server")
-    async with served(db=str(tmp_path / "dev.db")):
+    async with served(db=str(tmp_path / "dev.db"), insecure_dev_secret=True):
         pass
     assert "dev secret" in caplog.text
     with pytest.raises(ConfigError):  # a dev-sealed key does not open with another secret
@@ -137,7 +137,7 @@ async def test_dev_secret_on_a_file_warns(tmp_path: Path, caplog: pytest.LogCapt
 @pytest.mark.asyncio
 async def test_bad_db_and_empty_secret_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        await EmbeddedJD.start(db=str(tmp_path / "no" / "such" / "dir" / "x.db"))
+        await EmbeddedJD.start(db=str(tmp_path / "no" / "such" / "dir" / "x.db"), csa_secret=SECRET)
     with pytest.raises(ConfigError):
         await EmbeddedJD.start(db="")
     with pytest.raises(ConfigError, match="csa_secret"):
@@ -181,7 +181,7 @@ async def test_postgres_survives_restart(pg: Postgres) -> None:
 @pytest.mark.asyncio
 async def test_postgres_rules_match_sqlite(pg: Postgres) -> None:
     """The same checks the SQLite-backed suites make, on Postgres."""
-    async with served(db=pg.new_database()) as (_srv, jd):
+    async with served(db=pg.new_database(), csa_secret=SECRET) as (_srv, jd):
         made = [(await add_node(jd, i, labels=[lbl("i", str(i % 3))])).id for i in range(7)]
         page = await jd.list_nodes(node.ListNodesRequest(page_size=3, page=2))
         assert [n.id for n in page.nodes] == made[3:6] and page.total_count == 7
@@ -209,7 +209,7 @@ async def test_postgres_rules_match_sqlite(pg: Postgres) -> None:
 
 async def check_concurrency(db: str) -> None:
     """Many clients at once: no lost or duplicate revisions, no errors."""
-    async with served(db=db) as (_srv, jd):
+    async with served(db=db, csa_secret=SECRET) as (_srv, jd):
         n = await add_node(jd, 1)
         ext = str(uuid.uuid4())
 
@@ -238,7 +238,10 @@ async def test_concurrent_writes_postgres(pg: Postgres) -> None:
 async def test_two_servers_on_one_postgres_database(pg: Postgres) -> None:
     """Replicas sharing DATABASE_URL: writes serialize across them, reads are consistent."""
     db = pg.new_database()
-    async with served(db=db) as (_a, jd_a), served(db=db) as (_b, jd_b):
+    async with (
+        served(db=db, csa_secret=SECRET) as (_a, jd_a),
+        served(db=db, csa_secret=SECRET) as (_b, jd_b),
+    ):
         n = await add_node(jd_a, 1)
         ext = str(uuid.uuid4())
         clients = [jd_a, jd_b]

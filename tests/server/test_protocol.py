@@ -363,7 +363,8 @@ async def test_broken_frames(env: Env) -> None:
     for body, want in [
         (truncated, Status.INVALID_ARGUMENT),  # length prefix promises more than arrives
         (b"\x00\x00", Status.INVALID_ARGUMENT),  # not even a whole prefix
-        (struct.pack(">?I", True, 2) + b"\x0a\x00", Status.UNIMPLEMENTED),  # "compressed"
+        # flagged compressed, but the call names no grpc-encoding
+        (struct.pack(">?I", True, 2) + b"\x0a\x00", Status.INVALID_ARGUMENT),
         (b"", Status.INVALID_ARGUMENT),  # no message
         (frame(b"\x0a\x00"), Status.OK),
     ]:

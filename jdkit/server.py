@@ -1,0 +1,32 @@
+"""jdkit's embedded Job Distributor, a JD v1-compatible gRPC server, and its auth.
+
+    from jdkit.server import EmbeddedJD, StaticTokenVerifier
+
+    async with EmbeddedJD.start(auth=StaticTokenVerifier(["t1"])) as srv:
+        ...                                     # connect a client to srv.address
+        await srv.approve_proposal(proposal_id) # play the node's part
+
+The verifiers are the server's side of `jdkit.auth` (whose `StaticToken` is
+what a client sends): `EmbeddedJD.start(auth=...)` awaits one with each
+call's bearer token (`Verifier` is the type of such a hook, `bearer_token`
+reads the token from an `authorization` value). `DEV_CSA_SECRET` is the
+published secret a server without one seals its CSA key with: for tests
+only. `serve` runs a server until SIGINT/SIGTERM, as
+`jdkit serve` does. Behaviour follows the JD semantics the SDK documents;
+where the upstream record is silent, the choices are written in the server's
+state docstring.
+"""
+
+from jdkit._server import DEV_CSA_SECRET, EmbeddedJD
+from jdkit._server import serve_forever as serve
+from jdkit._server._auth import JWKSVerifier, StaticTokenVerifier, Verifier, bearer_token
+
+__all__ = [
+    "DEV_CSA_SECRET",
+    "EmbeddedJD",
+    "JWKSVerifier",
+    "StaticTokenVerifier",
+    "Verifier",
+    "bearer_token",
+    "serve",
+]

@@ -20,11 +20,13 @@ provably never arrived); `ServingStatus`, the gRPC health states;
 given; `__version__`.
 """
 
+from typing import TYPE_CHECKING
+
+# The core (errors, the RPC table, messages, selectors) is imported now; the
+# client side on first use. So `import jdkit.server` and the embedded JD load
+# no client module (the package is imported before any of its submodules),
+# and the Docker names need their extra only when used.
 from jdkit import pb, selectors
-from jdkit._channel import TLSConfig
-from jdkit._client import CallOptions, JobDistributor, ServingStatus
-from jdkit._display import show, table
-from jdkit._dryrun import Journal, JournalEntry
 from jdkit._exceptions import (
     AlreadyExistsError,
     AuthError,
@@ -48,38 +50,78 @@ from jdkit._exceptions import (
     UnimplementedError,
     WrongEventLoopError,
 )
-from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit._methods import METHODS, WRITES, Method
-from jdkit._options import ClientOptions
-from jdkit._providers import (
-    EmbeddedProvider,
-    Provider,
-    ProviderNotInitializedError,
-    RemoteConfig,
-    RemoteProvider,
-    connect,
-)
-from jdkit._retry import RetryPolicy
-from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
+
+if TYPE_CHECKING:
+    from jdkit._channel import TLSConfig
+    from jdkit._client import CallOptions, JobDistributor, ServingStatus
+    from jdkit._display import show, table
+    from jdkit._dryrun import Journal, JournalEntry
+    from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
+    from jdkit._options import ClientOptions
+    from jdkit._providers import (
+        DockerConfig,
+        DockerProvider,
+        DockerProviderError,
+        EmbeddedProvider,
+        Provider,
+        ProviderNotInitializedError,
+        RemoteConfig,
+        RemoteProvider,
+        connect,
+        sweep_docker,
+    )
+    from jdkit._retry import RetryPolicy
+    from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
 __version__ = "0.1.0"
 
-_LAZY = frozenset({"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"})
+_LAZY: dict[str, str] = {
+    "TLSConfig": "jdkit._channel",
+    "CallOptions": "jdkit._client",
+    "JobDistributor": "jdkit._client",
+    "ServingStatus": "jdkit._client",
+    "show": "jdkit._display",
+    "table": "jdkit._display",
+    "Journal": "jdkit._dryrun",
+    "JournalEntry": "jdkit._dryrun",
+    "Call": "jdkit._interceptors",
+    "Interceptor": "jdkit._interceptors",
+    "Message": "jdkit._interceptors",
+    "StreamNext": "jdkit._interceptors",
+    "UnaryNext": "jdkit._interceptors",
+    "ClientOptions": "jdkit._options",
+    "EmbeddedProvider": "jdkit._providers",
+    "Provider": "jdkit._providers",
+    "ProviderNotInitializedError": "jdkit._providers",
+    "RemoteConfig": "jdkit._providers",
+    "RemoteProvider": "jdkit._providers",
+    "connect": "jdkit._providers",
+    "DockerConfig": "jdkit._providers",
+    "DockerProvider": "jdkit._providers",
+    "DockerProviderError": "jdkit._providers",
+    "sweep_docker": "jdkit._providers",
+    "RetryPolicy": "jdkit._retry",
+    "NodeRollout": "jdkit._tasks",
+    "ProposalWaitError": "jdkit._tasks",
+    "Rollout": "jdkit._tasks",
+    "RolloutStatus": "jdkit._tasks",
+}
 
 
 def __getattr__(name: str) -> object:
-    # DockerProvider & co. need the optional `docker` extra: resolved on use.
-    if name in _LAZY:
-        from jdkit import _providers
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+    import importlib
 
-        value = getattr(_providers, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

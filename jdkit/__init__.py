@@ -48,6 +48,7 @@ from jdkit._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    VersionError,
     WrongEventLoopError,
 )
 from jdkit._methods import METHODS, WRITES, Method
@@ -173,6 +174,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "VersionError",
     "WrongEventLoopError",
     "__version__",
     "connect",

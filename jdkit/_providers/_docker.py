@@ -80,6 +80,7 @@ from jdkit._providers._images import (
     find_source_tree,
     image_exists,
 )
+from jdkit._redact import scrub
 
 if TYPE_CHECKING:
     from aiodocker import Docker
@@ -283,19 +284,15 @@ class DockerConfig:
 
     def redact(self, text: str) -> str:
         """`text` with the password and the CSA secret (in any quoting) masked."""
-        for secret in sorted(
-            {
-                self.postgres_password,
-                quote(self.postgres_password, safe=""),
-                quote(self.postgres_password),
-                self.csa_secret,
-                *(v for k, v in self.jd_env.items() if _looks_secret(k) and v),
-            },
-            key=len,
-            reverse=True,
-        ):
-            text = text.replace(secret, _REDACTED)
-        return text
+        env_secrets = (v for k, v in self.jd_env.items() if _looks_secret(k) and v)
+        return scrub(
+            text,
+            self.postgres_password,
+            quote(self.postgres_password),
+            self.csa_secret,
+            *env_secrets,
+            placeholder=_REDACTED,
+        )
 
     def _reuse_key(self) -> str:
         """Equal for configs that may share containers (secrets left out)."""

@@ -77,36 +77,37 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+#: name -> the module (relative to this package) that defines it
 _LAZY: dict[str, str] = {
-    "TLSConfig": "jdkit._channel",
-    "CallOptions": "jdkit._client",
-    "JobDistributor": "jdkit._client",
-    "ServingStatus": "jdkit._client",
-    "show": "jdkit._display",
-    "table": "jdkit._display",
-    "Journal": "jdkit._dryrun",
-    "JournalEntry": "jdkit._dryrun",
-    "Call": "jdkit._interceptors",
-    "Interceptor": "jdkit._interceptors",
-    "Message": "jdkit._interceptors",
-    "StreamNext": "jdkit._interceptors",
-    "UnaryNext": "jdkit._interceptors",
-    "ClientOptions": "jdkit._options",
-    "EmbeddedProvider": "jdkit._providers",
-    "Provider": "jdkit._providers",
-    "ProviderNotInitializedError": "jdkit._providers",
-    "RemoteConfig": "jdkit._providers",
-    "RemoteProvider": "jdkit._providers",
-    "connect": "jdkit._providers",
-    "DockerConfig": "jdkit._providers",
-    "DockerProvider": "jdkit._providers",
-    "DockerProviderError": "jdkit._providers",
-    "sweep_docker": "jdkit._providers",
-    "RetryPolicy": "jdkit._retry",
-    "NodeRollout": "jdkit._tasks",
-    "ProposalWaitError": "jdkit._tasks",
-    "Rollout": "jdkit._tasks",
-    "RolloutStatus": "jdkit._tasks",
+    "TLSConfig": "._channel",
+    "CallOptions": "._client",
+    "JobDistributor": "._client",
+    "ServingStatus": "._client",
+    "show": "._display",
+    "table": "._display",
+    "Journal": "._dryrun",
+    "JournalEntry": "._dryrun",
+    "Call": "._interceptors",
+    "Interceptor": "._interceptors",
+    "Message": "._interceptors",
+    "StreamNext": "._interceptors",
+    "UnaryNext": "._interceptors",
+    "ClientOptions": "._options",
+    "EmbeddedProvider": "._providers",
+    "Provider": "._providers",
+    "ProviderNotInitializedError": "._providers",
+    "RemoteConfig": "._providers",
+    "RemoteProvider": "._providers",
+    "connect": "._providers",
+    "DockerConfig": "._providers",
+    "DockerProvider": "._providers",
+    "DockerProviderError": "._providers",
+    "sweep_docker": "._providers",
+    "RetryPolicy": "._retry",
+    "NodeRollout": "._tasks",
+    "ProposalWaitError": "._tasks",
+    "Rollout": "._tasks",
+    "RolloutStatus": "._tasks",
 }
 
 
@@ -116,7 +117,7 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -134,7 +134,7 @@ def pairs_of(labels: Sequence[Label]) -> LabelPairs:
 def job_ident(job_id: str | None, uuid: str | None) -> str:
     """The id of Get/Revoke/Delete/UpdateJob; the deprecated `uuid` is refused."""
     if job_id:
-        return validate.no_nul(job_id, "id")
+        return validate.required(job_id, "id")
     if uuid is not None:
         raise InvalidArgumentError(
             "uuid is deprecated and ambiguous (one externalJobID can be a job on many nodes); "
@@ -179,8 +179,7 @@ async def update_node(
 ) -> NodeChange:
     """Empty fields leave the node's value alone (JD's UpdateNode)."""
     pk = validate.public_key(public_key) if public_key else ""
-    if name:
-        validate.no_nul(name, "name")
+    validate.optional_name(name)
     pairs = validate.labels(labels)
     current = await _node(view, node_id)
     new_pk = None
@@ -249,6 +248,7 @@ async def batch_propose_job(
     node's problem stays with that node. A node listed twice is proposed to once."""
     if not node_ids:
         raise InvalidArgumentError("node_ids is empty; name at least one node")
+    validate.count_at_most(node_ids, validate.MAX_IDS, "node_ids")
     uuid = validate.spec_external_job_id(spec)
     pairs = validate.labels(labels)
     failed: dict[str, str] = {}
@@ -258,6 +258,8 @@ async def batch_propose_job(
             failed[n] = "node id is empty"
         elif "\x00" in n:
             failed[n] = "node id contains NUL"
+        elif len(n) > validate.MAX_ID:
+            failed[n] = f"node id is {len(n)} characters long; the limit is {validate.MAX_ID}"
         else:
             wanted.append(n)
     proposals: dict[str, NewProposal] = {}

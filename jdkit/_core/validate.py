@@ -17,6 +17,29 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 LabelPairs = list[tuple[str, str | None]]
 
+# Caps on what one request may carry (INVALID_ARGUMENT naming the field and
+# the limit). Generous for real deployments, tight enough that a request built
+# to make the server work (300,000 labels fit in a 4 MiB message) is refused
+# before it costs anything: the server counts repeated fields on the wire,
+# before decoding (`jdkit._core.caps`), and these checks repeat it for the
+# dry run and for strings.
+#: labels in one request (a node's or a job's labels)
+MAX_LABELS = 100
+#: label selectors in one filter
+MAX_SELECTORS = 100
+#: ids in one list (BatchProposeJob node_ids, every List* filter)
+MAX_IDS = 10_000
+#: characters of a label key, and of a selector's key
+MAX_LABEL_KEY = 256
+#: characters of a label value
+MAX_LABEL_VALUE = 4096
+#: characters of a node name
+MAX_NAME = 256
+#: characters of an id (node, job, proposal, policy)
+MAX_ID = 256
+#: characters of a job spec (the 4 MiB message limit bounds its bytes)
+MAX_SPEC = 1024 * 1024
+
 
 def no_nul(value: str, field: str) -> str:
     """JD stores text in Postgres, which cannot hold NUL: refuse it up front."""
@@ -25,14 +48,30 @@ def no_nul(value: str, field: str) -> str:
     return value
 
 
-def required(value: str, field: str) -> str:
+def at_most(value: str, limit: int, field: str) -> str:
+    if len(value) > limit:
+        raise InvalidArgumentError(f"{field} is {len(value)} characters long; the limit is {limit}")
+    return value
+
+
+def count_at_most(items: Sequence[object], limit: int, field: str) -> None:
+    if len(items) > limit:
+        raise InvalidArgumentError(f"{field} has {len(items)} entries; the limit is {limit}")
+
+
+def required(value: str, field: str, limit: int = MAX_ID) -> str:
     if not value:
         raise InvalidArgumentError(f"{field} is required")
-    return no_nul(value, field)
+    return no_nul(at_most(value, limit, field), field)
 
 
 def name(value: str, field: str = "name") -> str:
-    return required(value, field)
+    return required(value, field, MAX_NAME)
+
+
+def optional_name(value: str, field: str = "name") -> str:
+    """A name that may be empty (UpdateNode: empty leaves it alone)."""
+    return no_nul(at_most(value, MAX_NAME, field), field) if value else value
 
 
 def public_key(value: str, field: str = "public_key") -> str:
@@ -55,13 +94,15 @@ def labels(items: Sequence[Label], field: str = "labels") -> LabelPairs:
     Keys must be non-empty and unique: selectors treat labels as a map, and
     silently keeping one of two values for a key would hide the mistake.
     """
+    count_at_most(items, MAX_LABELS, field)
     seen: set[str] = set()
     out: LabelPairs = []
     for i, lb in enumerate(items):
         if not lb.key:
             raise InvalidArgumentError(f"{field}[{i}].key is empty; every label needs a key")
-        no_nul(lb.key, f"{field}[{i}].key")
+        no_nul(at_most(lb.key, MAX_LABEL_KEY, f"{field}[{i}].key"), f"{field}[{i}].key")
         if lb.value is not None:
+            at_most(lb.value, MAX_LABEL_VALUE, f"{field}[{i}].value")
             no_nul(lb.value, f"{field}[{i}].value")
         if lb.key in seen:
             raise InvalidArgumentError(f"{field}: key {lb.key!r} appears more than once")
@@ -123,6 +164,7 @@ def _escaped(text: str, j: int) -> bool:
 
 def spec_external_job_id(spec: str, field: str = "spec") -> str:
     """The spec's `externalJobID`, as a canonical lower-case UUID."""
+    at_most(spec, MAX_SPEC, field)
     if not spec.strip():
         raise InvalidArgumentError(
             f"{field} is empty; it must be a TOML job spec with externalJobID"
@@ -187,6 +229,8 @@ def policy_json(policy: Struct | None, field: str = "policy") -> str:
         return "{}"
     try:
         return json.dumps(policy.to_dict())
+    except RecursionError:
+        raise InvalidArgumentError(f"{field} nests too deeply") from None
     except (ValueError, TypeError, AssertionError, AttributeError) as exc:
         # AttributeError: a map entry whose Value is absent (betterproto2 gives None)
         raise InvalidArgumentError(

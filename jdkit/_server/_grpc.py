@@ -29,6 +29,7 @@ import os
 import re
 import struct
 import time
+import traceback
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from jdkit import _compression
+from jdkit._core.caps import CapExceeded, check_counts
 from jdkit._core.rules import job_ident
 from jdkit._exceptions import NotFoundError, RPCError
 from jdkit._methods import WRITES
@@ -147,6 +149,10 @@ class Codec(ProtoCodec):
         return super().encode(message, message_type)
 
     def decode(self, data: bytes, message_type: Any) -> Any:
+        try:  # the rulebook's caps on repeated fields, before decoding costs anything
+            check_counts(data, message_type)
+        except CapExceeded as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
         try:
             check_wire(data, message_type)
             return message_type.parse(data)
@@ -428,8 +434,22 @@ def _to_grpc(path: str, exc: Exception) -> GRPCError:
         return GRPCError(exc.status, _clip(exc.message or ""), exc.details)
     if isinstance(exc, RPCError):
         return GRPCError(exc.code, _clip(exc.message))
-    log.exception("unexpected error in %s", path, exc_info=exc)
+    log.error("unexpected error in %s\n%s", path, bounded_traceback(exc))
     return GRPCError(Status.INTERNAL, f"internal server error in {path}")
+
+
+#: A logged server error keeps this many characters of its traceback (head and
+#: tail): a deep recursion's traceback is hundreds of KB, one per call.
+MAX_LOGGED_TRACEBACK = 8192
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    if len(text) <= MAX_LOGGED_TRACEBACK:
+        return text
+    half = MAX_LOGGED_TRACEBACK // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n… {cut} characters of traceback left out …\n{text[-half:]}"
 
 
 def _guarded(

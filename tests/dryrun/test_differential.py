@@ -33,8 +33,8 @@ from hypothesis.stateful import (
 )
 
 from jdkit import JDError, JobDistributor, RPCError
-from jdkit._server import EmbeddedJD
 from jdkit.pb import job, label, node, probation, protobuf
+from jdkit.server import EmbeddedJD
 
 COLLECT = os.environ.get("JDKIT_DIFF_COLLECT") == "1"
 #: Bounded for CI: ~1 s per 10 examples on a loaded 2-core machine.

@@ -17,8 +17,8 @@ from jdkit import (
     JobDistributor,
     RPCError,
 )
-from jdkit._server import EmbeddedJD
 from jdkit.pb import job, label, node, probation, protobuf
+from jdkit.server import EmbeddedJD
 
 pytestmark = pytest.mark.asyncio
 

@@ -216,7 +216,7 @@ class DryRunMatchesJD(RuleBasedStateMachine):
 
     def norm(self, side: int, value: Any, key: str = "") -> Any:
         if isinstance(value, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for k, v in value.items():
                 if k in _TS_KEYS:
                     out[k] = "<ts>"
@@ -242,7 +242,8 @@ class DryRunMatchesJD(RuleBasedStateMachine):
         if self.diverged:
             return None
         clients = [self.sides.clients[0], self.dry]
-        a, b = (self.sides.run(_outcome(make(i, clients[i]))) for i in range(2))
+        a: Outcome = self.sides.run(_outcome(make(0, clients[0])))
+        b: Outcome = self.sides.run(_outcome(make(1, clients[1])))
         if a.status == "OK" and b.status == "OK":
             self._pair(a.message, b.message)
             na, nb = self.norm(0, a.message), self.norm(1, b.message)

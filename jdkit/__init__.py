@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 # The core (errors, the RPC table, messages, selectors) is imported now; the
 # client side on first use. So `import jdkit.server` and the embedded JD load
 # no client module (the package is imported before any of its submodules),
-# and the Docker names need their extra only when used.
+# and the Docker and node-protocol names need their extras only when used.
 from jdkit import pb, selectors
 from jdkit._exceptions import (
     AlreadyExistsError,
@@ -53,7 +53,7 @@ from jdkit._exceptions import (
 )
 from jdkit._methods import METHODS, WRITES, Method
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
     from jdkit._channel import TLSConfig
     from jdkit._client import CallOptions, JobDistributor, ServingStatus
     from jdkit._display import show, table
@@ -61,19 +61,32 @@ if TYPE_CHECKING:
     from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
     from jdkit._options import ClientOptions
     from jdkit._providers import (
-        DockerConfig,
-        DockerProvider,
-        DockerProviderError,
         EmbeddedProvider,
         Provider,
         ProviderNotInitializedError,
         RemoteConfig,
         RemoteProvider,
         connect,
+    )
+    from jdkit._providers._docker import (
+        DockerConfig,
+        DockerProvider,
+        DockerProviderError,
         sweep_docker,
     )
     from jdkit._retry import RetryPolicy
     from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
+    from jdkit._wsrpc._api import (
+        JDKeyMismatchError,
+        NodeAlreadyConnectedError,
+        NodeKeyRefusedError,
+        NodeProtocolError,
+        ReceivedProposal,
+        SimulatedFleet,
+        SimulatedNode,
+        WsrpcCallError,
+        WsrpcTimeoutError,
+    )
 
 __version__ = "0.1.0"
 
@@ -99,6 +112,7 @@ _LAZY: dict[str, str] = {
     "RemoteConfig": "._providers",
     "RemoteProvider": "._providers",
     "connect": "._providers",
+    # the Docker provider needs the `docker` extra
     "DockerConfig": "._providers",
     "DockerProvider": "._providers",
     "DockerProviderError": "._providers",
@@ -108,6 +122,21 @@ _LAZY: dict[str, str] = {
     "ProposalWaitError": "._tasks",
     "Rollout": "._tasks",
     "RolloutStatus": "._tasks",
+    # the node protocol needs the `node` extra
+    **dict.fromkeys(
+        (
+            "SimulatedNode",
+            "SimulatedFleet",
+            "ReceivedProposal",
+            "NodeProtocolError",
+            "NodeKeyRefusedError",
+            "JDKeyMismatchError",
+            "NodeAlreadyConnectedError",
+            "WsrpcCallError",
+            "WsrpcTimeoutError",
+        ),
+        "._wsrpc._api",
+    ),
 }
 
 
@@ -149,11 +178,15 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "JDError",
+    "JDKeyMismatchError",
     "JobDistributor",
     "Journal",
     "JournalEntry",
     "Message",
     "Method",
+    "NodeAlreadyConnectedError",
+    "NodeKeyRefusedError",
+    "NodeProtocolError",
     "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
@@ -162,6 +195,7 @@ __all__ = [
     "Provider",
     "ProviderNotInitializedError",
     "RPCError",
+    "ReceivedProposal",
     "RemoteConfig",
     "RemoteProvider",
     "ResourceExhaustedError",
@@ -169,6 +203,8 @@ __all__ = [
     "Rollout",
     "RolloutStatus",
     "ServingStatus",
+    "SimulatedFleet",
+    "SimulatedNode",
     "StreamNext",
     "TLSConfig",
     "UnaryNext",
@@ -177,6 +213,8 @@ __all__ = [
     "UnimplementedError",
     "VersionError",
     "WrongEventLoopError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
     "__version__",
     "connect",
     "pb",

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -25,10 +26,10 @@ from tests.helpers.grpcio import stubs
 
 pytestmark = pytest.mark.asyncio
 
-node_pb2 = stubs("v1.node.node_pb2")
-node_grpc = stubs("v1.node.node_pb2_grpc")
-app_pb2 = stubs("v1.app.app_pb2")
-app_grpc = stubs("v1.app.app_pb2_grpc")
+node_pb2: Any = stubs("v1.node.node_pb2")
+node_grpc: Any = stubs("v1.node.node_pb2_grpc")
+app_pb2: Any = stubs("v1.app.app_pb2")
+app_grpc: Any = stubs("v1.app.app_pb2_grpc")
 
 MiB = 1024 * 1024
 
@@ -251,7 +252,7 @@ async def test_a_silently_dropped_idle_connection_is_found_before_a_write_is_sen
                 reply = await jd.register_node(
                     node.RegisterNodeRequest(name="after-drop", public_key="cd" * 32)
                 )
-            assert reply.node.name == "after-drop"
+            assert reply.node is not None and reply.node.name == "after-drop"
             assert proxy.connections == 2  # found dead, replaced
             # only the probe's PING (17 bytes) went into the dead connection, no request
             assert proxy.swallowed <= 17 * 2

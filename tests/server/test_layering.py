@@ -33,6 +33,14 @@ CORE = (
     "jdkit._methods",
     "jdkit._redact",
     "jdkit._compression",
+    "jdkit._codec",  # the generated fast codec, both ends of the gRPC API
+    # the node protocol's transport, both ends (the JD's node port, SimulatedNode)
+    "jdkit._wsrpc._errors",
+    "jdkit._wsrpc._keys",
+    "jdkit._wsrpc._rpc",
+    "jdkit._wsrpc._strict",
+    "jdkit._wsrpc._tls",
+    "jdkit._wsrpc._ws",
     "jdkit._proto",
     "jdkit.pb",
     "jdkit.selectors",
@@ -55,7 +63,7 @@ def _within(module: str, layer: tuple[str, ...]) -> bool:
 
 
 def layer_of(module: str) -> str:
-    if module == "jdkit":
+    if module in ("jdkit", "jdkit._wsrpc"):  # packages whose __init__ loads nothing
         return "core"
     for name, layer in (("composition", COMPOSITION), ("server", SERVER)):
         if _within(module, layer):

@@ -10,7 +10,7 @@
 #   4. the top images jdkit/postgres:15 and jdkit/jd:dev, when a Python that
 #      can import jdkit and aiodocker is at hand ($PYTHON, else the
 #      checkout's .venv, else python3);
-#      otherwise the tests build them on first use (jdkit/_providers/_images.py)
+#      otherwise the tests build them on first use (scripts/docker_images.py)
 #
 # No container registry is used anywhere: the machine may have none.
 set -Eeuo pipefail
@@ -73,14 +73,14 @@ done
 # -- 4. top images, through the same code the tests use
 python=""
 for candidate in ${PYTHON:-} "$root/.venv/bin/python" python3; do
-    if PYTHONPATH="$root" "$candidate" -c 'import aiodocker, jdkit._providers._images' \
+    if PYTHONPATH="$root" "$candidate" -c 'import aiodocker, jdkit._providers._docker' \
             >/dev/null 2>&1; then
         python="$candidate"
         break
     fi
 done
 if [[ -n "$python" ]]; then
-    PYTHONPATH="$root" "$python" -m jdkit._providers._images
+    PYTHONPATH="$root" "$python" "$root/scripts/docker_images.py"
 else
     log "no Python with jdkit and aiodocker (set PYTHON=...); the tests will build"
     log "jdkit/postgres:15 and jdkit/jd:dev on first use"

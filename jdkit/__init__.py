@@ -20,6 +20,8 @@ provably never arrived); `ServingStatus`, the gRPC health states;
 given; `__version__`.
 """
 
+from typing import TYPE_CHECKING
+
 from jdkit import pb, selectors
 from jdkit._channel import TLSConfig
 from jdkit._client import CallOptions, JobDistributor, ServingStatus
@@ -46,6 +48,7 @@ from jdkit._exceptions import (
     UnauthenticatedError,
     UnavailableError,
     UnimplementedError,
+    VersionError,
     WrongEventLoopError,
 )
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
@@ -61,6 +64,14 @@ from jdkit._providers import (
 )
 from jdkit._retry import RetryPolicy
 from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
+
+if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
+    from jdkit._providers._docker import (
+        DockerConfig,
+        DockerProvider,
+        DockerProviderError,
+        sweep_docker,
+    )
 
 __version__ = "0.1.0"
 
@@ -131,6 +142,7 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "VersionError",
     "WrongEventLoopError",
     "__version__",
     "connect",

@@ -64,6 +64,18 @@ def parse_target(target: str) -> Target:
             raise ConfigError(
                 "target", f"unknown scheme {scheme!r} in {raw!r}; use grpc:// or grpcs://"
             )
+    rest = raw.partition("://")[2] if scheme else raw
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "@" in netloc:
+        # user:password@host: refused (and never echoed), so it cannot end up
+        # in a repr, a log line or an error; tokens go in auth=.
+        host_part = netloc.rsplit("@", 1)[1]
+        shown = f"{scheme}://***@{host_part}" if scheme else f"***@{host_part}"
+        raise ConfigError(
+            "target",
+            f"credentials in the address ({shown}) are not supported; "
+            "pass them as auth= (e.g. jdkit.auth.StaticToken) instead",
+        )
     parts = urlsplit(raw if scheme else f"//{raw}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError("target", f"{raw!r} has a path or query; expected host:port")
@@ -130,8 +142,8 @@ def open_channel(
     """The grpclib channel for `target` as `options` say (TLS, keepalive)."""
     tls = options.resolved_tls()
     config = Configuration(
-        _keepalive_time=30.0,
-        _keepalive_timeout=10.0,
+        _keepalive_time=options.keepalive_time,
+        _keepalive_timeout=options.keepalive_timeout,
         _keepalive_permit_without_calls=False,
         ssl_target_name_override=tls.server_name if tls else None,
     )

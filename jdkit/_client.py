@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
@@ -29,6 +30,7 @@ import anyio
 import betterproto2
 from grpclib.client import Channel
 from grpclib.const import Cardinality
+from grpclib.exceptions import GRPCError
 
 from jdkit._channel import open_channel
 from jdkit._exceptions import (
@@ -57,10 +59,12 @@ from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_metadata, check
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
 from jdkit._tasks import _pagers, _requests, _rollout, _status, _waiters
 from jdkit._tasks._requests import LabelsLike, SelectorLike
+from jdkit._transport import Wire, heard_from, recv_message, send_message, user_agent
 from jdkit.pb import app, csa, health, job, node, probation
 
 if TYPE_CHECKING:
     from jdkit._dryrun import Journal
+    from jdkit._version import VersionCheck
 
 __all__ = ["DEFAULT_TIMEOUT", "CallOptions", "JobDistributor", "ServingStatus", "check_timeout"]
 
@@ -87,10 +91,10 @@ def _drop_stray_cancels(task: asyncio.Task[object] | None, before: int) -> None:
             task.uncancel()
 
 
-async def _send(stream: Any, call: Call) -> None:
+async def _send(stream: Any, call: Call, wire: Wire) -> None:
     """Send the request; a value that cannot be encoded is the caller's mistake."""
     try:
-        await stream.send_message(call.request, end=True)
+        await send_message(stream, call.request, wire, call.method.path)
     except (UnicodeError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         if isinstance(exc, OSError):  # ssl.SSLCertVerificationError is a ValueError too
             raise
@@ -143,7 +147,20 @@ class JobDistributor:
         self.secure = options.resolved_tls() is not None
         self._metadata = dict(options.metadata or {})
         self.retry_policy = options.retry if options.retry is not None else RetryPolicy()
+        self._wire = Wire(
+            max_receive=options.max_receive_message_size,
+            max_send=options.max_send_message_size,
+            keepalive_time=options.keepalive_time,
+            keepalive_timeout=options.keepalive_timeout,
+            user_agent=user_agent(),
+        )
         chain: list[Interceptor] = [DeadlineInterceptor(options.timeout), *options.interceptors]
+        self._version_check: VersionCheck | None = None
+        if options.min_version is not None:
+            from jdkit._version import VersionCheck
+
+            self._version_check = VersionCheck(self, options.min_version)
+            chain.insert(0, self._version_check)
         self.journal: Journal | None = None
         if options.dry_run is not False:
             from jdkit._dryrun import DryRunInterceptor, Journal
@@ -279,8 +296,16 @@ class JobDistributor:
         return response
 
     def _call_metadata(self, opts: CallOptions) -> dict[str, str]:
+        """The client's metadata, the call's over it, and an `x-request-id` unless given.
+
+        The id is one per logical call (its retries carry the same one), so a
+        server's log lines for all attempts can be found from either side.
+        """
         extra = opts.get("metadata")
-        return {**self._metadata, **extra} if extra else dict(self._metadata)
+        md = {**self._metadata, **extra} if extra else dict(self._metadata)
+        if "x-request-id" not in md:
+            md["x-request-id"] = uuid.uuid4().hex
+        return md
 
     async def _transport_unary(self, call: Call) -> Message:
         self._check_usable()
@@ -290,6 +315,7 @@ class JobDistributor:
         m = call.method
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
+        stream = None
         try:
             async with self._channel.request(
                 m.path,
@@ -299,10 +325,14 @@ class JobDistributor:
                 timeout=remaining,
                 metadata=call.metadata or None,
             ) as stream:
-                await _send(stream, call)
-                response = await stream.recv_message()
+                await _send(stream, call, self._wire)
+                response: Message | None = await recv_message(
+                    stream, self._wire, m.path, write=m.write
+                )
         except Exception as exc:
             _drop_stray_cancels(task, cancels)
+            if isinstance(exc, GRPCError):
+                heard_from(stream)
             raise map_error(exc, m.path) from exc
         if response is None:
             raise ProtocolError(f"{m.path} answered OK without a message")
@@ -322,8 +352,8 @@ class JobDistributor:
                 timeout=call.time_remaining(),
                 metadata=call.metadata or None,
             ) as stream:
-                await _send(stream, call)
-                async for message in stream:
+                await _send(stream, call, self._wire)
+                while (message := await recv_message(stream, self._wire, m.path)) is not None:
                     yield message
         except Exception as exc:
             _drop_stray_cancels(task, cancels)
@@ -350,6 +380,15 @@ class JobDistributor:
                 "JD has no CSA keypair", method="/api.csa.v1.CSAService/ListKeypairs"
             )
         return keypairs[0].public_key
+
+    async def check_version(self) -> None:
+        """Check `min_version` now; it is otherwise checked before the first call.
+
+        Raises `VersionError` naming both versions; without `min_version`
+        this does nothing.
+        """
+        if self._version_check is not None:
+            await self._version_check.verify()
 
     # -- health
 

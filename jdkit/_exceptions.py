@@ -9,6 +9,7 @@
     ├── DryRunError                       a dry-run cannot synthesize what was asked
     ├── ClientClosedError                 the client (or its parent) was closed
     ├── WrongEventLoopError (RuntimeError) the client belongs to another event loop
+    ├── VersionError                      the JD is older than min_version
     └── RPCError                          a call failed; .code, .method, .message
         ├── CancelledError                CANCELLED
         ├── InvalidArgumentError          INVALID_ARGUMENT (also OUT_OF_RANGE)
@@ -86,6 +87,15 @@ class WrongEventLoopError(JDError, RuntimeError):
     """A client was used outside the event loop it was connected in."""
 
 
+class VersionError(JDError):
+    """The JD is older than the client's `min_version`, or reports no comparable version."""
+
+    def __init__(self, message: str, *, reported: str, minimum: str) -> None:
+        super().__init__(message)
+        self.reported = reported
+        self.minimum = minimum
+
+
 class RPCError(JDError):
     """A JD call failed with a gRPC status."""
 
@@ -157,6 +167,9 @@ class ResourceExhaustedError(RPCError):
     """A limit was hit (RESOURCE_EXHAUSTED), e.g. a message larger than allowed."""
 
     default_code = Status.RESOURCE_EXHAUSTED
+    #: True when this client refused the message itself (its own size limit);
+    #: the same call would be refused again, so it is not retried.
+    local: bool = False
 
 
 class FailedPreconditionError(RPCError):

@@ -20,6 +20,7 @@ from jdkit._channel import Target, TLSConfig, parse_target
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
 from jdkit._retry import RetryPolicy
+from jdkit._transport import DEFAULT_MAX_RECEIVE
 
 if TYPE_CHECKING:
     from jdkit._dryrun import Journal
@@ -86,6 +87,15 @@ class ClientOptions:
     `interceptors` run between the deadline and dry-run, in the order given.
     `metadata` is sent with every call. `dry_run`: True, or a `Journal` to
     record into, gives a client whose writes are journaled instead of sent.
+
+    Transport: `max_receive_message_size` (bytes, default 4 MiB as grpc-go's
+    and grpcio's; None: no limit) refuses a larger reply before reading it,
+    `max_send_message_size` (default None) a larger request before sending
+    it; both as `ResourceExhaustedError`. A connection quiet for
+    `keepalive_time` seconds is pinged before a call is sent on it, and one
+    with calls in flight that often; no answer within `keepalive_timeout`
+    closes it (None: no pings). `min_version`: the lowest JD version
+    (`AppService/Version`) to accept, checked once before the first call.
     """
 
     target: str | None = None
@@ -97,6 +107,11 @@ class ClientOptions:
     interceptors: Sequence[Interceptor] = ()
     metadata: Mapping[str, str] | None = field(default=None, repr=False)
     dry_run: bool | Journal = False
+    max_receive_message_size: int | None = DEFAULT_MAX_RECEIVE
+    max_send_message_size: int | None = None
+    keepalive_time: float | None = 30.0
+    keepalive_timeout: float = 10.0
+    min_version: str | None = None
 
     def __post_init__(self) -> None:
         if self.target is not None:
@@ -127,6 +142,20 @@ class ClientOptions:
         check_metadata("metadata", self.metadata)
         if self.metadata is not None:
             object.__setattr__(self, "metadata", dict(self.metadata))
+        for name in ("max_receive_message_size", "max_send_message_size"):
+            size = getattr(self, name)
+            if size is not None and (
+                isinstance(size, bool) or not isinstance(size, int) or size < 1
+            ):
+                raise ConfigError(name, f"must be a positive number of bytes or None, got {size!r}")
+        check_timeout("keepalive_time", self.keepalive_time)
+        if self.keepalive_timeout is None:
+            raise ConfigError("keepalive_timeout", "must be a finite positive number of seconds")
+        check_timeout("keepalive_timeout", self.keepalive_timeout)
+        if self.min_version is not None:
+            from jdkit._version import parse_version
+
+            parse_version("min_version", self.min_version)
         if not isinstance(self.dry_run, bool):
             from jdkit._dryrun import Journal
 

@@ -71,6 +71,8 @@ class RetryPolicy:
     def should_retry(self, call: Call, error: BaseException) -> bool:
         if not isinstance(error, RPCError) or call.method.streaming:
             return False
+        if getattr(error, "local", False):  # this client's own limit: it would refuse again
+            return False
         if call.method.write:
             return isinstance(error, UnavailableError) and error.reached_server is False
         return error.code in self.retry_codes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jdkit._options import ENV_URL, ClientOptions
 from jdkit._providers._base import Provider, ProviderNotInitializedError
@@ -23,6 +23,13 @@ __all__ = [
     "sweep_docker",
 ]
 
+if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
+    from jdkit._providers._docker import (
+        DockerConfig,
+        DockerProvider,
+        DockerProviderError,
+        sweep_docker,
+    )
 
 _DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"}
 
@@ -32,8 +39,6 @@ def __getattr__(name: str) -> Any:
     if name in _DOCKER:
         from jdkit._providers import _docker
 
-        if name == "sweep_docker" and not hasattr(_docker, name):
-            name = "sweep"  # its name before the Docker provider's split
         return getattr(_docker, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

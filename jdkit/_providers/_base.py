@@ -78,6 +78,7 @@ class Provider:
             if self._client is None:
                 try:
                     self._real = await self._start()
+                    await self._real.check_version()  # min_version: fail at start, not later
                     # dry_run: reads go to the real client, writes to the journal
                     dry = self.options.dry_run
                     if dry is False:

@@ -26,9 +26,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from jdkit._exceptions import ConfigError, InvalidArgumentError
+from jdkit._redact import scrub
 
 log = logging.getLogger("jdkit.server")
 
@@ -283,9 +284,11 @@ class PostgresDatabase(Database):
         except psycopg.Error as exc:
             for c in conns:
                 await c.close()
+            # libpq may quote the conninfo it could not parse: scrub the password
+            why = scrub(str(exc), *_url_secrets(url), placeholder="***")
             raise ConfigError(
-                "db", f"cannot connect to Postgres at {redact_url(url)}: {exc}"
-            ) from exc
+                "db", f"cannot connect to Postgres at {redact_url(url)}: {why}"
+            ) from None
         return cls(url, conns)
 
     async def _replace(self, conn: Any) -> Any:
@@ -341,8 +344,29 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
+_POSTGRES_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9_]+)?://", re.IGNORECASE)
+_URL_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
 def is_postgres_url(db: str) -> bool:
-    return db.startswith(("postgres://", "postgresql://"))
+    """`postgresql://`, `postgres://`, or either with a driver (`postgresql+psycopg://`)."""
+    return bool(_POSTGRES_SCHEME.match(db))
+
+
+def postgres_conninfo(url: str) -> str:
+    """The URL as libpq takes it: `postgresql://`, the SQLAlchemy-style driver dropped."""
+    return _POSTGRES_SCHEME.sub("postgresql://", url, count=1)
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The URL's password, as written and decoded, for scrubbing error text."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return ()
+    if not password:
+        return ()
+    return (password, unquote(password))
 
 
 def is_memory(db: str) -> bool:
@@ -364,5 +388,11 @@ async def open_database(db: str) -> Database:
     if not db:
         raise ConfigError("db", "empty; use ':memory:', a file path or a postgresql:// URL")
     if is_postgres_url(db):
-        return await PostgresDatabase.open(db)
+        return await PostgresDatabase.open(postgres_conninfo(db))
+    if _URL_SCHEME.match(db) and not db.startswith("sqlite://"):
+        raise ConfigError(
+            "db",
+            f"unsupported database URL {redact_url(db)}; use ':memory:', a file path, "
+            "sqlite:///path or postgresql://",
+        )
     return await SQLiteDatabase.open(sqlite_path(db))

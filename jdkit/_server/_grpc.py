@@ -176,6 +176,7 @@ class Runtime:
         self.limits = limits
         #: Replies are compressed with this when the caller accepts it; None: never.
         self.compression = compression
+        self.workers = Workers(limits.max_concurrent_handlers)
         self.calls: collections.Counter[str] = collections.Counter()
         self.status = ServingStatus.SERVING
         self.draining = False
@@ -281,18 +282,93 @@ def _rid_note(metadata: Any) -> str:
     return f" x-request-id={rid}"
 
 
+class _Connection:
+    """One connection's budget: call slots, and the reply bytes it has not
+    taken yet. While those reach `max_pending_reply_bytes`, its new calls
+    wait: a client that does not read its replies stops getting more."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.slots = asyncio.Semaphore(limits.max_active_calls_per_connection)
+        self.max_pending = limits.max_pending_reply_bytes
+        self.pending = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def sending(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.max_pending:
+            self._room.clear()
+
+    def sent(self, n: int) -> None:
+        self.pending -= n
+        if self.pending < self.max_pending:
+            self._room.set()
+
+    async def room(self) -> None:
+        await self._room.wait()
+
+
+class Workers:
+    """Server-wide turns at computing a reply, at most `size` at once.
+
+    Waiting calls are served one connection at a time, in turn (round robin),
+    not first come first served: a connection that queued 100 calls delays
+    another connection's one call by at most one turn per connection. A turn
+    covers running the handler and encoding the reply, not reading the
+    request or writing the reply (a slow peer must not hold one).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._queues: collections.OrderedDict[
+            _Connection, collections.deque[asyncio.Future[None]]
+        ] = collections.OrderedDict()
+
+    async def acquire(self, conn: _Connection) -> None:
+        if self.free > 0 and not self._queues:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(conn, collections.deque()).append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the turn came as we were cancelled: pass it on
+            else:
+                queue = self._queues.get(conn)
+                if queue is not None and fut in queue:
+                    queue.remove(fut)
+                    if not queue:
+                        del self._queues[conn]
+            raise
+
+    def release(self) -> None:
+        while self._queues:
+            conn, queue = next(iter(self._queues.items()))
+            fut = queue.popleft()
+            if queue:
+                self._queues.move_to_end(conn)
+            else:
+                del self._queues[conn]
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 @dataclass(slots=True)
 class _Call:
     """What the connection knows about one call before its handler runs."""
 
     headers: dict[str, str]
-    slots: asyncio.Semaphore
+    conn: _Connection
 
 
 def _call_of(stream: grpclib.server.Stream[Any, Any]) -> _Call:
     call: _Call | None = getattr(stream._stream, "jdkit_call", None)
     if call is None:  # pragma: no cover - every stream comes through _Handler.accept
-        call = _Call({}, asyncio.Semaphore(1))
+        call = _Call({}, _Connection(DEFAULT_LIMITS))
     return call
 
 
@@ -374,43 +450,54 @@ def _encode(codec: Any, reply: Any, reply_type: Any, encoding: str | None) -> tu
     return size, flag + struct.pack(">I", len(data)) + data
 
 
-async def _send_reply(
+async def _encode_reply(
     stream: grpclib.server.Stream[Any, Any],
     reply: Any,
     encoding: str | None,
     limits: ServerLimits,
-) -> None:
-    """Encode (off the loop for list replies), check `max_send_message_size`,
-    compress when the caller accepts it, and write the framed message."""
+) -> bytes:
+    """The framed reply: encoded (off the loop for list replies), checked
+    against `max_send_message_size`, compressed when the caller accepts it."""
     if type(reply) in _LIST_REPLIES:
         size, framed = await asyncio.to_thread(
             _encode, stream._codec, reply, stream._send_type, encoding
         )
     else:
         size, framed = _encode(stream._codec, reply, stream._send_type, encoding)
-    del reply  # only the bytes wait for a slow reader, not the objects
     if size > limits.max_send:
         raise GRPCError(
             Status.RESOURCE_EXHAUSTED,
             f"reply message is {size} bytes, over the server's limit of {limits.max_send} "
             "bytes (max_send_message_size)",
         )
-    if not stream._send_initial_metadata_done:
-        headers = [
-            (":status", "200"),
-            ("content-type", stream._content_type),
-            ("grpc-accept-encoding", _compression.ACCEPT_ENCODING),
-        ]
-        if encoding is not None:
-            headers.append(("grpc-encoding", encoding))
-        await stream._stream.send_headers(headers)
-        stream._send_initial_metadata_done = True
-    await stream._stream.send_data(framed)
+    return framed
+
+
+async def _write_reply(
+    stream: grpclib.server.Stream[Any, Any], framed: bytes, encoding: str | None, conn: _Connection
+) -> None:
+    """Write a framed reply, as fast as the peer's flow control lets it;
+    counted as pending on the connection until it is all written."""
+    conn.sending(len(framed))
+    try:
+        if not stream._send_initial_metadata_done:
+            headers = [
+                (":status", "200"),
+                ("content-type", stream._content_type),
+                ("grpc-accept-encoding", _compression.ACCEPT_ENCODING),
+            ]
+            if encoding is not None:
+                headers.append(("grpc-encoding", encoding))
+            await stream._stream.send_headers(headers)
+            stream._send_initial_metadata_done = True
+        await stream._stream.send_data(framed)
+    finally:
+        conn.sent(len(framed))
     stream._send_message_done = True
     stream._messages_sent += 1
-    conn = stream._stream.connection
-    conn.messages_sent += 1
-    conn.last_message_sent = time.monotonic()
+    h2conn = stream._stream.connection
+    h2conn.messages_sent += 1
+    h2conn.last_message_sent = time.monotonic()
 
 
 #: Status messages travel in an HTTP/2 header; messages that echo a huge
@@ -441,23 +528,30 @@ def _guarded(
     takes_slot = not (streaming or path.startswith(_HEALTH_PREFIX))
 
     async def admit(stream: grpclib.server.Stream[Any, Any], call: _Call) -> tuple[Any, bool]:
+        """The request, once the call may start: it has a slot on its
+        connection, the connection's unread replies are under the bound,
+        and the request arrived within `request_timeout`."""
         limits = rt.limits
         acquired = False
+        reading = not takes_slot
         try:
             async with asyncio.timeout(limits.request_timeout):
                 if takes_slot:
-                    await call.slots.acquire()
+                    await call.conn.slots.acquire()
                     acquired = True
+                    await call.conn.room()
+                    reading = True
                 return await _read_request(stream, name, call, limits), acquired
         except TimeoutError:
-            if not acquired:
+            if acquired:
+                call.conn.slots.release()
+            if not reading:
                 raise GRPCError(
                     Status.RESOURCE_EXHAUSTED,
-                    f"this connection already has {limits.max_active_calls_per_connection} "
-                    f"calls in progress and none finished within {limits.request_timeout:g} s "
-                    "(max_active_calls_per_connection)",
+                    f"this connection's earlier calls (at most "
+                    f"{limits.max_active_calls_per_connection} at once) or its unread replies "
+                    f"kept this call from starting for {limits.request_timeout:g} s",
                 ) from None
-            call.slots.release()
             raise GRPCError(
                 Status.DEADLINE_EXCEEDED,
                 f"the request message did not arrive within {limits.request_timeout:g} s "
@@ -465,8 +559,17 @@ def _guarded(
             ) from None
         except BaseException:
             if acquired:
-                call.slots.release()
+                call.conn.slots.release()
             raise
+
+    async def compute(request: Any, conn: _Connection) -> Any:
+        if not takes_slot:
+            return await impl(request)
+        await rt.workers.acquire(conn)
+        try:
+            return await impl(request)
+        finally:
+            rt.workers.release()
 
     async def serve(stream: grpclib.server.Stream[Any, Any]) -> None:
         call = _call_of(stream)
@@ -483,9 +586,15 @@ def _guarded(
             try:
                 if streaming:
                     async for reply in impl(request):
-                        await _send_reply(stream, reply, encoding, rt.limits)
+                        framed = await _encode_reply(stream, reply, encoding, rt.limits)
+                        await _write_reply(stream, framed, encoding, call.conn)
                 else:
-                    await _send_reply(stream, await impl(request), encoding, rt.limits)
+                    # only the encoded bytes wait for a slow reader, not the objects
+                    framed = await _encode_reply(
+                        stream, await compute(request, call.conn), encoding, rt.limits
+                    )
+                    del request
+                    await _write_reply(stream, framed, encoding, call.conn)
             except (asyncio.CancelledError, StreamTerminatedError):
                 raise
             except Exception as exc:
@@ -500,7 +609,7 @@ def _guarded(
             raise
         finally:
             if acquired:
-                call.slots.release()
+                call.conn.slots.release()
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "%s %s %.1f ms%s",
@@ -747,16 +856,16 @@ def _header_problem(headers: Any) -> str | None:
 
 class _Handler(grpclib.server.Handler):
     """One per connection: refuses malformed headers, and hands each call
-    its headers and the connection's call slots."""
+    its headers and the connection's budget."""
 
     def __init__(self, *args: Any, limits: ServerLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.slots = asyncio.Semaphore(limits.max_active_calls_per_connection)
+        self.budget = _Connection(limits)
 
     def accept(self, stream: Any, headers: Any, release_stream: Callable[[], Any]) -> None:
         problem = _header_problem(headers)
         if problem is None:
-            stream.jdkit_call = _Call(dict(headers), self.slots)
+            stream.jdkit_call = _Call(dict(headers), self.budget)
             super().accept(stream, headers, release_stream)
             return
 

@@ -12,6 +12,11 @@ bound is ours and chosen so that a normal client never meets it:
   in the HTTP/2 window, so the client cannot push more than that window). So
   a client that never reads its replies holds at most that many replies in
   server memory, however many calls it sends. Health checks do not wait;
+- while a connection has `max_pending_reply_bytes` of replies its peer has
+  not taken (HTTP/2 flow control), its next calls do not start;
+- at most `max_concurrent_handlers` calls compute their reply at once,
+  server-wide; waiting calls are taken one connection at a time in turn, so
+  one connection's hundred calls do not queue ahead of another's one;
 - a call's request message must arrive within `request_timeout` of its
   headers (a half-open stream is answered DEADLINE_EXCEEDED and closed);
 - a connection must send the HTTP/2 preface and SETTINGS within
@@ -45,6 +50,8 @@ class ServerLimits:
     max_send_message_size: int | None = None
     max_concurrent_streams: int = 100
     max_active_calls_per_connection: int = 16
+    max_pending_reply_bytes: int = 1 * MiB
+    max_concurrent_handlers: int = 8
     request_timeout: float | None = 30.0
     handshake_timeout: float | None = 20.0
     idle_timeout: float | None = 300.0
@@ -87,6 +94,8 @@ _INTEGERS = frozenset(
         "max_send_message_size",
         "max_concurrent_streams",
         "max_active_calls_per_connection",
+        "max_pending_reply_bytes",
+        "max_concurrent_handlers",
     }
 )
 _REQUIRED = frozenset(
@@ -94,6 +103,8 @@ _REQUIRED = frozenset(
         "max_receive_message_size",
         "max_concurrent_streams",
         "max_active_calls_per_connection",
+        "max_pending_reply_bytes",
+        "max_concurrent_handlers",
         "keepalive_timeout",
     }
 )

@@ -71,7 +71,6 @@ class OAuth2ClientCredentials:
             raise ConfigError("client_secret", "must not be empty")
         if client_auth not in ("basic", "body"):
             raise ConfigError("client_auth", f"must be 'basic' or 'body', got {client_auth!r}")
-        _redact.register(client_secret)
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
@@ -84,6 +83,14 @@ class OAuth2ClientCredentials:
         self._own_client: httpx.AsyncClient | None = None
         # scheme://host/path only: the query may carry things we should not print
         self._where = urllib.parse.urlunsplit((parsed.scheme, parsed.netloc, parsed.path, "", ""))
+        # RFC 6749 section 2.3.1: form-urlencode each part before Basic.
+        quote = urllib.parse.quote_plus
+        self._basic = base64.b64encode(
+            f"{quote(client_id)}:{quote(client_secret)}".encode()
+        ).decode()
+        self._secret_forms = _encoded_forms(client_id, client_secret, self._basic)
+        _redact.register(*self._secret_forms)
+        _redact.register(self._basic, header_prefix="Basic ")
 
     def __repr__(self) -> str:
         return (
@@ -115,12 +122,7 @@ class OAuth2ClientCredentials:
             data["audience"] = self.audience
         headers = {"Accept": "application/json"}
         if self.client_auth == "basic":
-            # RFC 6749 section 2.3.1: form-urlencode each part before Basic.
-            quote = urllib.parse.quote_plus
-            pair = f"{quote(self.client_id)}:{quote(self._secret)}"
-            basic = base64.b64encode(pair.encode()).decode("ascii")
-            _redact.register(basic, header_prefix="Basic ")
-            headers["Authorization"] = "Basic " + basic
+            headers["Authorization"] = "Basic " + self._basic
         else:
             data["client_id"] = self.client_id
             data["client_secret"] = self._secret
@@ -177,12 +179,29 @@ class OAuth2ClientCredentials:
             msg = f"{where}: {body['error']}"
             desc = body.get("error_description")
             if isinstance(desc, str) and desc:
-                msg += f": {desc[:300]}"
+                # scrubbed before it is cut, so no part of a secret is left at the cut
+                msg += f": {self._scrub(desc)[:300]}"
             return msg
         return f"{where} {resp.reason_phrase}".rstrip()
 
     def _scrub(self, text: str) -> str:
-        return _redact.scrub(text, self._secret)
+        return _redact.scrub(text, *self._secret_forms)
+
+
+def _encoded_forms(client_id: str, secret: str, basic: str) -> tuple[str, ...]:
+    """The secret in every form this module builds, for scrubbing and log redaction.
+
+    A token endpoint that echoes the request in its error may quote the
+    `Authorization: Basic ...` header (the base64 of the form-encoded
+    `id:secret`), the form body (the URL-encoded secret) or the pair itself.
+    `_redact.scrub` adds each one's URL-encoded, JSON and repr forms.
+    """
+    quote = urllib.parse.quote_plus
+    pairs = {f"{quote(client_id)}:{quote(secret)}", f"{client_id}:{secret}"}
+    b64 = {base64.b64encode(p.encode()).decode() for p in pairs}
+    b64 |= {b.rstrip("=") for b in b64} | {basic}
+    b64 |= {base64.urlsafe_b64encode(p.encode()).decode().rstrip("=") for p in pairs}
+    return (secret, quote(secret), *pairs, *sorted(b64), *(f"Basic {b}" for b in sorted(b64)))
 
 
 # -- Cognito

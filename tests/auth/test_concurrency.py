@@ -59,8 +59,8 @@ async def test_200_calls_across_expiry_cause_one_refresh_and_no_failure() -> Non
             assert issuer.fetches == 2  # exactly one refresh for 200 calls
 
             clock.advance(400)  # now the cached token is past expiry on the server too
-            results = await asyncio.gather(
+            versions = await asyncio.gather(
                 *(jd.version() for _ in range(200)), return_exceptions=True
             )
-            assert [r for r in results if isinstance(r, BaseException)] == []
+            assert [r for r in versions if isinstance(r, BaseException)] == []
             assert issuer.fetches == 3

@@ -17,7 +17,7 @@ from jdkit.pb import node
 @pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0, 0, True, "5"])
 def test_timeouts_must_be_finite_positive_seconds(bad: object) -> None:
     with pytest.raises(ConfigError, match="finite positive") as info:
-        JobDistributor.connect("127.0.0.1:1", timeout=bad)  # type: ignore[arg-type]
+        JobDistributor.connect("127.0.0.1:1", timeout=bad)
     assert info.value.field == "timeout"
 
 
@@ -35,7 +35,7 @@ async def test_per_call_options_are_checked() -> None:
         with pytest.raises(ConfigError, match="finite positive"):
             await jd.list_nodes(timeout=math.inf)
         with pytest.raises(ConfigError, match="RetryPolicy"):
-            await jd.list_nodes(retry="x")  # type: ignore[typeddict-item]
+            await jd.list_nodes(retry="x")  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="lower-case"):
             await jd.list_nodes(metadata={"X-Request-Id": "1"})
 

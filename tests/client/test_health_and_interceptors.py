@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 
@@ -44,6 +44,7 @@ async def test_user_interceptor_sees_unary_and_streaming_calls() -> None:
         await jd.register_node(node.RegisterNodeRequest(name="n", public_key="ab" * 32))
         watch = jd.watch_health()
         assert await anext(watch) == ServingStatus.SERVING
+        assert isinstance(watch, AsyncGenerator)  # typed as an iterator; closable
         await watch.aclose()
     assert rec.unary_calls == ["ListNodes", "RegisterNode"]
     assert rec.stream_calls == ["Watch"] and rec.stream_messages == 1

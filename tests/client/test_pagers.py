@@ -5,6 +5,7 @@ total_count unset, one that pages faithfully."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -17,8 +18,8 @@ from tests.helpers.server_fixtures import add_node, lbl, propose, served
 
 pytestmark = pytest.mark.asyncio
 
-node_pb2 = stubs("v1.node.node_pb2")
-node_grpc = stubs("v1.node.node_pb2_grpc")
+node_pb2: Any = stubs("v1.node.node_pb2")
+node_grpc: Any = stubs("v1.node.node_pb2_grpc")
 
 
 class Paging(node_grpc.NodeServiceServicer):  # type: ignore[misc]

@@ -51,9 +51,9 @@ def nodes(n: int = 3) -> list[node.Node]:
 
 
 def render(view: object, width: int) -> str:
-    c = Console(file=io.StringIO(), width=width, color_system=None, legacy_windows=False)
-    c.print(view)
-    return c.file.getvalue()  # type: ignore[attr-defined]
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, legacy_windows=False).print(view)
+    return out.getvalue()
 
 
 @pytest.mark.parametrize("width", [60, 80, 100, 120])

@@ -13,9 +13,8 @@ from jdkit._providers._docker import (
     ENV_JD_IMAGE,
     DockerConfig,
     DockerProvider,
-    _pid_alive,
-    _process_start,
 )
+from jdkit._providers._docker._sweep import _pid_alive, _process_start
 
 
 @pytest.mark.parametrize(

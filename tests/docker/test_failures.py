@@ -17,7 +17,7 @@ from jdkit._providers._docker import (
     LABEL_RUN,
     DockerProvider,
     DockerProviderError,
-    sweep,
+    sweep_docker,
 )
 from jdkit.pb import node
 from tests.helpers.docker_helpers import (
@@ -173,6 +173,6 @@ async def test_run_of_a_killed_process_is_swept_by_the_next_run() -> None:
     async with provider:
         # ... and the provider's start swept the dead one.
         assert await leftovers(run_id) == []
-        assert await sweep() == []  # its own run is alive: untouched
+        assert await sweep_docker() == []  # its own run is alive: untouched
         assert provider.run_id is not None and await leftovers(provider.run_id) != []
     await assert_nothing_left(provider.run_id)

@@ -4,8 +4,11 @@ side hashes the base images the way build-rootfs.sh does."""
 
 from __future__ import annotations
 
+import ast
+import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -16,22 +19,23 @@ import anyio
 import pytest
 import pytest_asyncio
 
-from jdkit._providers import _images
-from jdkit._providers._images import (
-    BASE_POSTGRES,
-    BASE_PYTHON,
-    CONTEXT_LABEL,
-    JD_IMAGE,
-    POSTGRES_IMAGE,
-    ensure_images,
-    find_source_tree,
-    jd_context_hash,
-    rootfs_spec_hash,
-)
+from jdkit._providers._docker._images import build_script
 from tests.helpers.docker_helpers import engine, require_docker
 from tests.helpers.paths import ROOT
 
 LABEL = "jdkit.test"
+
+# scripts/docker_images.py, loaded the way the provider loads it from a checkout
+_images: Any = build_script()
+assert _images is not None, "scripts/docker_images.py is missing from the checkout"
+BASE_POSTGRES, BASE_PYTHON = _images.BASE_POSTGRES, _images.BASE_PYTHON
+CONTEXT_LABEL, JD_IMAGE, POSTGRES_IMAGE = (
+    _images.CONTEXT_LABEL,
+    _images.JD_IMAGE,
+    _images.POSTGRES_IMAGE,
+)
+ensure_images, find_source_tree = _images.ensure_images, _images.find_source_tree
+jd_context_hash, rootfs_spec_hash = _images.jd_context_hash, _images.rootfs_spec_hash
 
 
 # -- no engine needed
@@ -77,6 +81,90 @@ def test_wheels_are_chosen_for_the_image_python_not_ours() -> None:
     platforms = [args[i + 1] for i, a in enumerate(args) if a == "--platform"]
     assert platforms[0].startswith("manylinux_2_36_")  # bookworm's glibc, newest first
     assert any(p.startswith("manylinux2014_") for p in platforms)
+
+
+def _installed_copy(tmp_path: Path) -> dict[str, str]:
+    """An environment whose `jdkit` is the package alone, as a wheel installs
+    it: no scripts/, docker/ or pyproject.toml around it."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "jdkit", site / "jdkit", ignore=shutil.ignore_patterns("__pycache__"))
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_the_image_builder_is_not_part_of_the_package(tmp_path: Path) -> None:
+    assert not (ROOT / "jdkit" / "_providers" / "_images.py").exists()
+    # fcntl (POSIX only) is the build lock's; nothing in the package imports it
+    for path in (ROOT / "jdkit").rglob("*.py"):
+        for stmt in ast.parse(path.read_text()).body:
+            names = [a.name for a in stmt.names] if isinstance(stmt, ast.Import) else []
+            assert "fcntl" not in names, path
+    probe = (
+        "import jdkit\n"
+        "from jdkit._providers._docker._images import build_script\n"
+        "print(jdkit.__file__, build_script())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=_installed_copy(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == [str(tmp_path / "site-packages" / "jdkit" / "__init__.py"), "None"]
+
+
+@pytest.mark.docker
+def test_an_installed_jdkit_names_the_build_script_when_an_image_is_missing(
+    tmp_path: Path,
+) -> None:
+    require_docker()
+    missing = f"jdkit/jd:never-built-{uuid.uuid4().hex[:8]}"
+    # The engine here has jdkit/jd:dev, so a tag it lacks stands in for it: the
+    # copy is told that this tag is the one scripts/docker_images.py builds.
+    probe = f"""
+import anyio
+from jdkit import DockerConfig, DockerProvider, DockerProviderError
+from jdkit._providers._docker import _images
+
+_images._BUILDERS[{missing!r}] = "ensure_jd_image"
+async def main():
+    try:
+        async with DockerProvider(DockerConfig(jd_image={missing!r}, ready_timeout=30)):
+            pass
+    except DockerProviderError as exc:
+        print(exc)
+anyio.run(main)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=_installed_copy(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    message = result.stdout.strip()
+    assert f"image {missing} is not present" in message
+    assert "not a source checkout" in message and "python scripts/docker_images.py" in message
+    assert "CTF_JD_IMAGE" in message
+
+
+@pytest.mark.docker
+@pytest.mark.asyncio
+async def test_jdkit_tags_are_never_pulled() -> None:
+    from jdkit import DockerConfig, DockerProviderError
+    from jdkit._providers._docker import _images as bridge
+
+    require_docker()
+    missing = f"jdkit/postgres:never-built-{uuid.uuid4().hex[:8]}"
+    async with engine() as d:
+        with pytest.raises(DockerProviderError) as info:
+            await bridge.postgres_image(d, DockerConfig(postgres_image=missing))
+    assert f"image {missing} is not present" in str(info.value)
+    assert "never pulled" in str(info.value) and "scripts/docker_images.py" in str(info.value)
+    assert missing not in bridge._PULL_FAILED  # no pull was tried
 
 
 # -- with an engine

@@ -84,6 +84,7 @@ async def test_no_write_rpc_reaches_the_server() -> None:
             await dry.disable_node(node.DisableNodeRequest(id=n.id)),  # last: it blocks proposals
         ]
         assert len(answers) == len(jdkit.WRITES)  # every write RPC exercised
+        assert dry.journal is not None
         assert sorted(dry.journal.methods()) == sorted(m.rsplit("/", 1)[1] for m in jdkit.WRITES)
         assert srv.write_calls == writes_before  # the server's own count: no write arrived
         assert await _snapshot(real) == before  # and its state is unchanged
@@ -225,7 +226,7 @@ async def test_dry_run_refuses_what_jd_would_refuse() -> None:
         assert batch.success_responses[n.id].proposal.revision == 3  # type: ignore[union-attr]
         assert "disabled" in batch.failed_responses[off.id].error_message
         assert "not found" in batch.failed_responses["node_unknown"].error_message
-        assert "2 would fail" in dry.journal.plan()
+        assert dry.journal is not None and "2 would fail" in dry.journal.plan()
 
         # revoking a proposal that is not the job's latest is refused, as by JD
         with pytest.raises(FailedPreconditionError, match="only the latest"):
@@ -245,6 +246,5 @@ async def test_dry_run_refuses_what_jd_would_refuse() -> None:
         await dry.update_node(node.UpdateNodeRequest(id=n.id, name="renamed"))
         disabled = (await dry.disable_node(node.DisableNodeRequest(id=n.id))).node
         assert disabled is not None and disabled.name == "renamed" and not disabled.is_enabled
-        assert (
-            real is not dry and (await real.get_node(node.GetNodeRequest(id=n.id))).node.name == "a"
-        )  # type: ignore[union-attr]
+        unchanged = (await real.get_node(node.GetNodeRequest(id=n.id))).node
+        assert real is not dry and unchanged is not None and unchanged.name == "a"

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from jdkit._providers._docker import _REUSED, LABEL_PID, LABEL_RUN, DockerConfig
+from jdkit._providers._docker import LABEL_PID, LABEL_RUN, DockerConfig
+from jdkit._providers._docker._sweep import _REUSED
 
 _engine: tuple[bool, str] | None = None
 _lock = threading.Lock()

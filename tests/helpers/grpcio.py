@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from grpc_tools import protoc
 
@@ -52,8 +53,12 @@ def _build() -> Path:
     return out
 
 
-def stubs(name: str) -> ModuleType:
-    """E.g. `stubs("v1.node.node_pb2")`, `stubs("jdhealth.health_pb2_grpc")`."""
+def stubs(name: str) -> Any:
+    """E.g. `stubs("v1.node.node_pb2")`, `stubs("jdhealth.health_pb2_grpc")`.
+
+    Any, not ModuleType: the generated classes are untyped, and tests subclass
+    the servicers.
+    """
     if not _cache:
         sys.path.insert(0, str(_build()))
     if name not in _cache:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import grpc
 import pytest
@@ -24,15 +25,15 @@ from tests.helpers.grpcio import stubs
 
 pytestmark = pytest.mark.asyncio
 
-node_pb2 = stubs("v1.node.node_pb2")
-node_grpc = stubs("v1.node.node_pb2_grpc")
-job_pb2 = stubs("v1.job.job_pb2")
-job_grpc = stubs("v1.job.job_pb2_grpc")
-csa_pb2 = stubs("v1.csa.csa_pb2")
-csa_grpc = stubs("v1.csa.csa_pb2_grpc")
-health_pb2 = stubs("jdhealth.health_pb2")
-health_grpc = stubs("jdhealth.health_pb2_grpc")
-label_pb2 = stubs("v1.shared.ptypes.label_pb2")
+node_pb2: Any = stubs("v1.node.node_pb2")
+node_grpc: Any = stubs("v1.node.node_pb2_grpc")
+job_pb2: Any = stubs("v1.job.job_pb2")
+job_grpc: Any = stubs("v1.job.job_pb2_grpc")
+csa_pb2: Any = stubs("v1.csa.csa_pb2")
+csa_grpc: Any = stubs("v1.csa.csa_pb2_grpc")
+health_pb2: Any = stubs("jdhealth.health_pb2")
+health_grpc: Any = stubs("jdhealth.health_pb2_grpc")
+label_pb2: Any = stubs("v1.shared.ptypes.label_pb2")
 
 
 class Nodes(node_grpc.NodeServiceServicer):  # type: ignore[misc]

@@ -123,7 +123,10 @@ async def test_list_node_chain_configs(peer: Peer) -> None:
     a = await peer.register(1)
     b = await peer.register(2)
     await peer.srv.add_chain_config(a.id, chain_config_bp("ignored-the-server-sets-it"))
-    await peer.srv.add_chain_config(b.id, node.ChainConfig(chain=node.Chain(id="5", type=2)))
+    await peer.srv.add_chain_config(
+        b.id,
+        node.ChainConfig(chain=node.Chain(id="5", type=node.ChainType.SOLANA)),
+    )
     req = node_pb2.ListNodeChainConfigsRequest
     only_a = await peer.nodes.ListNodeChainConfigs(
         req(filter=req.Filter(node_ids=[a.id])), timeout=10

@@ -304,7 +304,7 @@ async def test_server_replies_decode_identically_in_both_runtimes(peer: Peer) ->
     n = await peer.register(1, [lbl("env", "prod"), lbl("bootstrap")])
     p = await peer.propose(n.id, str(uuid.uuid4()), [lbl("x")])
     await peer.srv.add_chain_config(n.id, chain_config_bp(n.id))
-    raw_calls = [
+    raw_calls: list[tuple[str, Any, type[betterproto2.Message]]] = [
         ("/api.node.v1.NodeService/ListNodes", node_pb2.ListNodesRequest(), node.ListNodesResponse),
         (
             "/api.job.v1.JobService/GetJob",

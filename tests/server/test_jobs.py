@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 import warnings
+from typing import Any
 
 import pytest
 
@@ -155,7 +156,7 @@ async def test_list_jobs_filters_and_soft_delete(env: Env) -> None:
     j2 = (await propose(jd, b.id, ext, labels=[lbl("env", "dev")])).job_id
     j3 = (await propose(jd, a.id, labels=[lbl("env", "prod"), lbl("team", "x")])).job_id
 
-    async def ids(**f: object) -> list[str]:
+    async def ids(**f: Any) -> list[str]:
         resp = await jd.list_jobs(job.ListJobsRequest(filter=job.ListJobsRequestFilter(**f)))
         return [j.id for j in resp.jobs]
 
@@ -204,7 +205,7 @@ async def test_proposals_get_and_list(env: Env) -> None:
     with pytest.raises(InvalidArgumentError):
         await jd.get_proposal(job.GetProposalRequest())
 
-    async def ids(**f: object) -> list[str]:
+    async def ids(**f: Any) -> list[str]:
         resp = await jd.list_proposals(
             job.ListProposalsRequest(filter=job.ListProposalsRequestFilter(**f))
         )

@@ -35,7 +35,10 @@ def _identity(b: bytes) -> bytes:
 
 
 def raw(channel: aio.Channel, path: str) -> Callable[..., Any]:
-    return channel.unary_unary(path, request_serializer=_identity, response_deserializer=_identity)
+    call: Callable[..., Any] = channel.unary_unary(
+        path, request_serializer=_identity, response_deserializer=_identity
+    )
+    return call
 
 
 async def status_of(call: Any) -> tuple[grpc.StatusCode, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from jdkit import (
@@ -104,7 +106,7 @@ async def test_list_nodes_filters(env: Env) -> None:
     c = await add_node(jd, 3, labels=[lbl("env", "prod")])
     await jd.disable_node(node.DisableNodeRequest(id=c.id))
 
-    async def ids(**f: object) -> list[str]:
+    async def ids(**f: Any) -> list[str]:
         resp = await jd.list_nodes(node.ListNodesRequest(filter=node.ListNodesRequestFilter(**f)))
         assert resp.total_count == len(resp.nodes)
         return [n.id for n in resp.nodes]

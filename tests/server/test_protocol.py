@@ -7,6 +7,7 @@ import asyncio
 import random
 import ssl
 import struct
+from collections.abc import AsyncGenerator
 
 import pytest
 from grpclib.client import Channel
@@ -176,6 +177,7 @@ async def test_health_watch_unknown_service_and_client_leaving(env: Env) -> None
         stream = stub.watch(health.HealthCheckRequest(service="nope"))
         first = await asyncio.wait_for(stream.__anext__(), 5)
         assert first.status == Serving.SERVICE_UNKNOWN
+        assert isinstance(stream, AsyncGenerator)
         await stream.aclose()  # the client goes away
         await asyncio.sleep(0.05)
     finally:
@@ -227,7 +229,10 @@ async def test_reset_keeps_only_the_keypair(env: Env) -> None:
     n = await add_node(jd, 1)
     p = await propose(jd, n.id)
     await jd.create_rollback_policy(probation.CreateRollbackPolicyRequest())
-    await srv.add_chain_config(n.id, node.ChainConfig(chain=node.Chain(id="1", type=1)))
+    await srv.add_chain_config(
+        n.id,
+        node.ChainConfig(chain=node.Chain(id="1", type=node.ChainType.EVM)),
+    )
     await srv.reset()
     assert srv.write_calls == 0
     assert (await jd.list_nodes()).nodes == []
@@ -319,8 +324,8 @@ async def test_garbage_body_is_invalid_argument(env: Env) -> None:
         status, message = await raw_call(srv.port, path, body)
         assert status == Status.INVALID_ARGUMENT, body
         assert message and "does not decode as api.node.v1.GetNodeRequest" in message
-    status, message = await h2_call(srv.port, path, b"")  # no message at all
-    assert status == str(Status.INVALID_ARGUMENT.value) and message and "no message" in message
+    h2_status, message = await h2_call(srv.port, path, b"")  # no message at all
+    assert h2_status == str(Status.INVALID_ARGUMENT.value) and message and "no message" in message
 
 
 @pytest.mark.asyncio

@@ -19,12 +19,15 @@ each image is labelled with a hash of what went into it
 (`jdkit.context-hash`) and rebuilt when that changes, so editing jdkit's
 source gives a new JD image at the next `ensure_images()`.
 
-This needs a source checkout (the `docker/` folder beside `jdkit/`); an
-installed wheel has no Dockerfiles. From the shell:
+This needs a source checkout (the `docker/` folder beside `jdkit/`), so it
+lives here and not in the wheel; the Docker provider loads this file from the
+checkout it runs from (`jdkit/_providers/_docker/_images.py`), and in an
+installed jdkit it names this script when an image is missing. From the
+shell, with the project's venv (or PYTHONPATH=. to find jdkit):
 
-    python -m jdkit._providers._images            # build what is missing or stale
-    python -m jdkit._providers._images --force    # rebuild the top images
-    python -m jdkit._providers._images --check    # exit 1 if anything is missing or stale
+    python scripts/docker_images.py            # build what is missing or stale
+    python scripts/docker_images.py --force    # rebuild the top images
+    python scripts/docker_images.py --check    # exit 1 if anything is missing or stale
 """
 
 from __future__ import annotations
@@ -52,14 +55,14 @@ from typing import TYPE_CHECKING
 import anyio
 
 from jdkit._exceptions import JDError
+from jdkit._providers._docker._config import LOCAL_JD_IMAGE as JD_IMAGE
+from jdkit._providers._docker._config import LOCAL_POSTGRES_IMAGE as POSTGRES_IMAGE
 
 if TYPE_CHECKING:
     from aiodocker import Docker
 
 log = logging.getLogger("jdkit.docker")
 
-POSTGRES_IMAGE = "jdkit/postgres:15"
-JD_IMAGE = "jdkit/jd:dev"
 BASE_POSTGRES = "jdkit/base-postgres:bookworm"
 BASE_PYTHON = "jdkit/base-python:bookworm"
 
@@ -460,7 +463,7 @@ async def stale_images(docker: Docker) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m jdkit._providers._images",
+        prog="python scripts/docker_images.py",
         description="Build the local images of jdkit's Docker provider (no registry needed).",
     )
     parser.add_argument("--force", action="store_true", help="rebuild the top images")

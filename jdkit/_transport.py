@@ -1,0 +1,214 @@
+"""How a call's messages cross a grpclib stream: jdkit frames them itself.
+
+grpclib reads a whole message before anyone can look at its size, has no
+message limits and sends a fixed user-agent. So the client's transport sends
+and receives through the functions here instead of `Stream.send_message` /
+`recv_message` (same steps, same grpclib stream state):
+
+- **limits**: a reply whose length prefix is over `max_receive_message_size`
+  is refused before its body is read (the stream is reset; grpclib returns
+  the flow-control credit of what was buffered), and a request over
+  `max_send_message_size` is refused before anything is sent. Both are a
+  `ResourceExhaustedError` naming the size and the limit, never retried;
+- **user-agent**: `jdkit/<version> grpclib/<version>` replaces grpclib's own
+  on the connections jdkit opens (grpclib reserves the header, so it is
+  rewritten where the connection sends its headers);
+- **dead connections**: a connection nothing was heard on for
+  `keepalive_time` is pinged before a call is sent on it; without an answer
+  within `keepalive_timeout` it is closed and the call fails as not sent
+  (`UnavailableError(reached_server=False)`), which the retry policy replays
+  on a new connection, writes included. So a connection a proxy dropped
+  silently while idle is found before a write goes into the void. The probe
+  costs one round trip, and only after a quiet spell; it never runs while
+  calls are in flight (grpclib's own keepalive pings those connections).
+  Pinging only idle-then-used connections, never idle ones on a timer, keeps
+  clear of grpc-go's ping policing (its default refuses idle pings more often
+  than every 5 minutes).
+
+Compressed messages (`grpc-encoding`) are not negotiated here: a reply with
+the compressed flag set is a protocol error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import struct
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from jdkit._exceptions import ProtocolError, ResourceExhaustedError, UnavailableError
+
+__all__ = ["DEFAULT_MAX_RECEIVE", "Wire", "recv_message", "send_message", "user_agent"]
+
+#: grpc-go's and grpcio's default receive limit.
+DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
+
+_PREFIX = struct.Struct(">?I")
+
+
+@functools.cache
+def user_agent() -> str:
+    """`jdkit/<version> grpclib/<version>`: who is calling, for the server's logs."""
+    import jdkit
+
+    try:
+        grpclib_version = version("grpclib")
+    except PackageNotFoundError:  # pragma: no cover - grpclib is a dependency
+        grpclib_version = "unknown"
+    return f"jdkit/{jdkit.__version__} grpclib/{grpclib_version}"
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """The transport settings a client's options give (see `ClientOptions`)."""
+
+    max_receive: int | None = DEFAULT_MAX_RECEIVE
+    max_send: int | None = None
+    keepalive_time: float | None = 30.0
+    keepalive_timeout: float = 10.0
+    user_agent: str = ""
+
+
+def _too_large(what: str, size: int, limit: int, option: str, method: str, note: str = "") -> Any:
+    err = ResourceExhaustedError(
+        f"{what} is {size} bytes, over this client's limit of {limit} bytes ({option}){note}",
+        method=method,
+    )
+    err.local = True
+    return err
+
+
+async def send_message(stream: Any, message: Any, wire: Wire, method: str) -> None:
+    """Send the one request of a unary-request call and end the stream."""
+    with stream._wrapper:
+        (message,) = await stream._dispatch.send_message(message)
+        data = stream._codec.encode(message, stream._send_type)
+    if wire.max_send is not None and len(data) > wire.max_send:
+        raise _too_large("the request", len(data), wire.max_send, "max_send_message_size", method)
+    protocol = await stream._channel.__connect__()
+    _adopt(protocol, wire)
+    await _probe_if_quiet(stream._channel, protocol, wire, method)
+    if not stream._send_request_done:
+        await stream.send_request()
+    with stream._wrapper:
+        await stream._stream.send_data(_PREFIX.pack(False, len(data)) + data, end_stream=True)
+        stream._send_message_done = True
+        stream._end_done = True
+        stream._messages_sent += 1
+        conn = stream._stream.connection
+        conn.messages_sent += 1
+        conn.last_message_sent = time.monotonic()
+
+
+async def recv_message(stream: Any, wire: Wire, method: str, *, write: bool = False) -> Any:
+    """The next reply message, or None at the end of the stream."""
+    if not stream._recv_initial_metadata_done:
+        await stream.recv_initial_metadata()
+    with stream._wrapper:
+        prefix = await stream._stream.recv_data(_PREFIX.size)
+        if not prefix:
+            return None
+        if len(prefix) < _PREFIX.size:
+            raise ProtocolError(f"{method}: the reply ended inside a message prefix")
+        compressed, length = _PREFIX.unpack(prefix)
+        if compressed:
+            raise ProtocolError(f"{method}: the server sent a compressed reply unasked")
+        if wire.max_receive is not None and length > wire.max_receive:
+            note = "; the write may have been applied" if write else ""
+            raise _too_large(
+                "the reply", length, wire.max_receive, "max_receive_message_size", method, note
+            )
+        data = await stream._stream.recv_data(length)
+        if len(data) != length:
+            raise ProtocolError(f"{method}: the reply ended inside a message")
+        message = stream._codec.decode(data, stream._recv_type)
+        (message,) = await stream._dispatch.recv_message(message)
+        stream._messages_received += 1
+        conn = stream._stream.connection
+        conn.messages_received += 1
+        conn.last_message_received = time.monotonic()
+        conn._jdkit_heard = conn.last_message_received
+        return message
+
+
+def heard_from(stream: Any) -> None:
+    """The server answered on this stream's connection (a status counts too)."""
+    h2s = getattr(stream, "_stream", None)
+    conn = getattr(h2s, "connection", None)
+    if conn is not None:
+        conn._jdkit_heard = time.monotonic()
+
+
+# -- per connection
+
+
+def _adopt(protocol: Any, wire: Wire) -> None:
+    """First sight of a connection: note it as heard from, set the user-agent."""
+    conn = protocol.processor.connection
+    if getattr(conn, "_jdkit_adopted", False):
+        return
+    conn._jdkit_adopted = True
+    conn._jdkit_heard = time.monotonic()
+    conn._jdkit_acks = []
+    conn._jdkit_probe = None
+    ack = conn.ping_ack_process
+
+    def ping_ack_process() -> None:
+        ack()
+        waiters, conn._jdkit_acks = conn._jdkit_acks, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    conn.ping_ack_process = ping_ack_process
+    if wire.user_agent:
+        h2 = conn._connection
+        send_headers = h2.send_headers
+        agent = wire.user_agent
+
+        def with_user_agent(stream_id: int, headers: Any, *args: Any, **kwargs: Any) -> Any:
+            headers = [(k, agent) if k == "user-agent" else (k, v) for k, v in headers]
+            return send_headers(stream_id, headers, *args, **kwargs)
+
+        h2.send_headers = with_user_agent
+
+
+async def _probe_if_quiet(channel: Any, protocol: Any, wire: Wire, method: str) -> None:
+    if wire.keepalive_time is None:
+        return
+    conn = protocol.processor.connection
+    heard = max(conn._jdkit_heard, conn.last_data_received or 0.0)
+    if time.monotonic() - heard < wire.keepalive_time:
+        return
+    if any(s.open for s in conn._connection.streams.values()):
+        return  # calls in flight: grpclib's keepalive watches this connection
+    probe = conn._jdkit_probe
+    if probe is None or probe.done():
+        probe = conn._jdkit_probe = asyncio.ensure_future(_ping(conn, wire.keepalive_timeout))
+    if await asyncio.shield(probe):
+        return
+    if getattr(channel, "_protocol", None) is protocol:
+        channel.close()  # the next request opens a new connection
+    raise UnavailableError(
+        f"the connection was quiet for over {wire.keepalive_time:g}s and did not answer "
+        f"a ping within {wire.keepalive_timeout:g}s; closed it before sending",
+        method=method,
+        reached_server=False,
+    )
+
+
+async def _ping(conn: Any, timeout: float) -> bool:
+    """Ping; True when the peer answered within `timeout`."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    conn._jdkit_acks.append(fut)
+    conn._connection.ping(struct.pack("!Q", time.monotonic_ns() & (2**64 - 1)))
+    conn.flush()
+    try:
+        await asyncio.wait_for(fut, timeout)
+    except TimeoutError:
+        return False
+    conn._jdkit_heard = time.monotonic()
+    return True

@@ -49,6 +49,10 @@ How it is measured:
   no-I/O row runs the same client with its transport replaced by an
   immediate answer, which isolates the chain's own CPU cost from the noise
   of the round trip.
+- (f) runs a rollout through the task helpers on an in-process embedded JD:
+  `propose` by selector, then `wait_for_proposals`, while a node-side task
+  approves each proposal as soon as it sees it (`EmbeddedJD.approve_proposal`,
+  one write each). Client, server and node side share one event loop.
 """
 
 
@@ -119,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         help="cProfile the chain in (e), transport stubbed out, and add it to the report",
     )
     parser.add_argument(
-        "--only", default="abcde", help="sections to run, e.g. --only e or --only cd (default: all)"
+        "--only",
+        default="abcdef",
+        help="sections to run, e.g. --only e or --only cd (default: all)",
     )
     args = parser.parse_args(argv)
     only = frozenset(args.only.lower()) & SECTIONS

@@ -746,7 +746,7 @@ async def profile_calls(fn: Callable[[], Awaitable[Any]], n: int) -> str:
     return out.getvalue()
 
 
-SECTIONS = frozenset("abcde")
+SECTIONS = frozenset("abcdef")
 
 
 async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) -> Report:
@@ -757,6 +757,11 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
     if "a" in only:
         print("(a) start time", flush=True)
         await bench_start(sz, report)
+    if "f" in only:
+        from benchmarks._rollout import bench_rollout
+
+        print("(f) propose + wait_for_proposals, node side approving", flush=True)
+        await bench_rollout(sz, report)
     if not only & set("bcde"):
         return report
     async with server_process() as addr:
@@ -778,7 +783,7 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
         finally:
             await jd.aclose()
             await channel.close()
-    order = {k: i for i, k in enumerate("abcde")}
+    order = {k: i for i, k in enumerate("abcdef")}
     report.rows.sort(key=lambda r: order[r.key])  # stable: keeps order within a section
     return report
 

@@ -2,8 +2,9 @@
 
 - `nox -s tests`: the test suite (arguments after `--` go to pytest)
 - `nox -s lint typecheck`: ruff (check and format), mypy --strict
-- `nox -s protos`: regenerate jdkit/_proto from proto/
-- `nox -s protos_check`: fail when jdkit/_proto differs from a fresh generation
+- `nox -s protos`: regenerate jdkit/_proto from proto/, then the fast codec from jdkit/_proto
+- `nox -s protos_check`: fail when jdkit/_proto or jdkit/_codec/_generated.py differs
+  from a fresh generation
 - `nox -s bench`: benchmarks; writes docs/benchmarks.md
 - `nox -s example`: the quickstart example against the embedded JD
 - `nox -s docs`: the docs site (mkdocs + mkdocstrings) with --strict, into site/
@@ -40,11 +41,13 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def protos(session: nox.Session) -> None:
     session.run("python", "scripts/gen_protos.py")
+    session.run("python", "scripts/gen_fastcodec.py")
 
 
 @nox.session
 def protos_check(session: nox.Session) -> None:
     session.run("python", "scripts/gen_protos.py", "--check")
+    session.run("python", "scripts/gen_fastcodec.py", "--check")
 
 
 @nox.session

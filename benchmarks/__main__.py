@@ -88,6 +88,18 @@ def render(report: Report, *, quick: bool, command: str, elapsed: float) -> str:
         for f in report.findings:
             lines += [f, ""]
     lines += [METHOD]
+    if report.client_profile:
+        lines += [
+            "## Where the client's CPU per GetNode goes (real calls, cProfile own time by package)",
+            "",
+            "cProfile inflates pure-Python code, so read the shares as an order, not as "
+            "figures; epoll time is waiting, not CPU.",
+            "",
+            "```",
+            report.client_profile.strip(),
+            "```",
+            "",
+        ]
     if report.profile:
         lines += [
             "## Profile of the jdkit call path, transport stubbed out (cProfile, by own time)",

@@ -72,10 +72,33 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
         DockerProviderError,
         sweep_docker,
     )
+    from jdkit._wsrpc._api import (
+        JDKeyMismatchError,
+        NodeAlreadyConnectedError,
+        NodeKeyRefusedError,
+        NodeProtocolError,
+        ReceivedProposal,
+        SimulatedFleet,
+        SimulatedNode,
+        WsrpcCallError,
+        WsrpcTimeoutError,
+    )
 
 __version__ = "0.1.0"
 
 _LAZY = frozenset({"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"})
+
+_NODE = {
+    "SimulatedNode",
+    "SimulatedFleet",
+    "ReceivedProposal",
+    "NodeProtocolError",
+    "NodeKeyRefusedError",
+    "JDKeyMismatchError",
+    "NodeAlreadyConnectedError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -86,11 +109,18 @@ def __getattr__(name: str) -> object:
         value = getattr(_providers, name)
         globals()[name] = value
         return value
+    if name in _NODE:
+        # the node protocol needs the optional `node` extra: resolved on use
+        from jdkit._wsrpc import _api
+
+        value = getattr(_api, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY)
+    return sorted(set(globals()) | _LAZY | _NODE)
 
 
 __all__ = [
@@ -116,11 +146,15 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "JDError",
+    "JDKeyMismatchError",
     "JobDistributor",
     "Journal",
     "JournalEntry",
     "Message",
     "Method",
+    "NodeAlreadyConnectedError",
+    "NodeKeyRefusedError",
+    "NodeProtocolError",
     "NodeRollout",
     "NotFoundError",
     "PermissionDeniedError",
@@ -129,6 +163,7 @@ __all__ = [
     "Provider",
     "ProviderNotInitializedError",
     "RPCError",
+    "ReceivedProposal",
     "RemoteConfig",
     "RemoteProvider",
     "ResourceExhaustedError",
@@ -136,6 +171,8 @@ __all__ = [
     "Rollout",
     "RolloutStatus",
     "ServingStatus",
+    "SimulatedFleet",
+    "SimulatedNode",
     "StreamNext",
     "TLSConfig",
     "UnaryNext",
@@ -144,6 +181,8 @@ __all__ = [
     "UnimplementedError",
     "VersionError",
     "WrongEventLoopError",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
     "__version__",
     "connect",
     "pb",

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from grpclib.client import Channel
 from grpclib.config import Configuration
 
+from jdkit._codec import ClientCodec
 from jdkit._exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -147,4 +148,10 @@ def open_channel(
         _keepalive_permit_without_calls=False,
         ssl_target_name_override=tls.server_name if tls else None,
     )
-    return channel_cls(target.host, target.port, ssl=tls.context() if tls else None, config=config)
+    return channel_cls(
+        target.host,
+        target.port,
+        ssl=tls.context() if tls else None,
+        config=config,
+        codec=ClientCodec(),  # the generated fast path (jdkit._codec)
+    )

@@ -153,6 +153,7 @@ class JobDistributor:
             keepalive_time=options.keepalive_time,
             keepalive_timeout=options.keepalive_timeout,
             user_agent=user_agent(),
+            compression=options.compression,
         )
         chain: list[Interceptor] = [DeadlineInterceptor(options.timeout), *options.interceptors]
         self._version_check: VersionCheck | None = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jdkit._channel import Target, TLSConfig, parse_target
+from jdkit._compression import ENCODINGS
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
 from jdkit._retry import RetryPolicy
@@ -96,6 +97,9 @@ class ClientOptions:
     with calls in flight that often; no answer within `keepalive_timeout`
     closes it (None: no pings). `min_version`: the lowest JD version
     (`AppService/Version`) to accept, checked once before the first call.
+    `compression` ("gzip" or "deflate"; default None) compresses requests of
+    1 KiB or more and asks the server for compressed replies; compressed
+    replies are decompressed within `max_receive_message_size`.
     """
 
     target: str | None = None
@@ -112,6 +116,7 @@ class ClientOptions:
     keepalive_time: float | None = 30.0
     keepalive_timeout: float = 10.0
     min_version: str | None = None
+    compression: str | None = None
 
     def __post_init__(self) -> None:
         if self.target is not None:
@@ -152,6 +157,11 @@ class ClientOptions:
         if self.keepalive_timeout is None:
             raise ConfigError("keepalive_timeout", "must be a finite positive number of seconds")
         check_timeout("keepalive_timeout", self.keepalive_timeout)
+        if self.compression is not None and self.compression not in ENCODINGS:
+            raise ConfigError(
+                "compression",
+                f"expected one of {', '.join(ENCODINGS)} or None, got {self.compression!r}",
+            )
         if self.min_version is not None:
             from jdkit._version import parse_version
 

@@ -25,8 +25,13 @@ and receives through the functions here instead of `Stream.send_message` /
   clear of grpc-go's ping policing (its default refuses idle pings more often
   than every 5 minutes).
 
-Compressed messages (`grpc-encoding`) are not negotiated here: a reply with
-the compressed flag set is a protocol error.
+- **compression**: with `compression="gzip"` (or "deflate") requests of
+  `MIN_COMPRESS_SIZE` or more are sent compressed and the request headers say
+  `grpc-encoding` and `grpc-accept-encoding`. A compressed reply is
+  decompressed whenever the server names a known `grpc-encoding` for it,
+  within `max_receive_message_size` (so a small compressed reply cannot
+  expand without bound); one flagged compressed without a known encoding is
+  a protocol error.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from jdkit import _compression
 from jdkit._exceptions import ProtocolError, ResourceExhaustedError, UnavailableError
 
 __all__ = ["DEFAULT_MAX_RECEIVE", "Wire", "recv_message", "send_message", "user_agent"]
@@ -70,6 +76,7 @@ class Wire:
     keepalive_time: float | None = 30.0
     keepalive_timeout: float = 10.0
     user_agent: str = ""
+    compression: str | None = None
 
 
 def _too_large(what: str, size: int, limit: int, option: str, method: str, note: str = "") -> Any:
@@ -93,8 +100,11 @@ async def send_message(stream: Any, message: Any, wire: Wire, method: str) -> No
     await _probe_if_quiet(stream._channel, protocol, wire, method)
     if not stream._send_request_done:
         await stream.send_request()
+    compressed = False
+    if wire.compression is not None and len(data) >= _compression.MIN_COMPRESS_SIZE:
+        data, compressed = _compression.compress(data, wire.compression), True
     with stream._wrapper:
-        await stream._stream.send_data(_PREFIX.pack(False, len(data)) + data, end_stream=True)
+        await stream._stream.send_data(_PREFIX.pack(compressed, len(data)) + data, end_stream=True)
         stream._send_message_done = True
         stream._end_done = True
         stream._messages_sent += 1
@@ -114,8 +124,11 @@ async def recv_message(stream: Any, wire: Wire, method: str, *, write: bool = Fa
         if len(prefix) < _PREFIX.size:
             raise ProtocolError(f"{method}: the reply ended inside a message prefix")
         compressed, length = _PREFIX.unpack(prefix)
-        if compressed:
-            raise ProtocolError(f"{method}: the server sent a compressed reply unasked")
+        encoding = _reply_encoding(stream) if compressed else None
+        if compressed and encoding is None:
+            raise ProtocolError(
+                f"{method}: the server sent a compressed reply without a known grpc-encoding"
+            )
         if wire.max_receive is not None and length > wire.max_receive:
             note = "; the write may have been applied" if write else ""
             raise _too_large(
@@ -124,6 +137,8 @@ async def recv_message(stream: Any, wire: Wire, method: str, *, write: bool = Fa
         data = await stream._stream.recv_data(length)
         if len(data) != length:
             raise ProtocolError(f"{method}: the reply ended inside a message")
+        if encoding is not None:
+            data = _decompress(data, encoding, wire, method, write)
         message = stream._codec.decode(data, stream._recv_type)
         (message,) = await stream._dispatch.recv_message(message)
         stream._messages_received += 1
@@ -132,6 +147,32 @@ async def recv_message(stream: Any, wire: Wire, method: str, *, write: bool = Fa
         conn.last_message_received = time.monotonic()
         conn._jdkit_heard = conn.last_message_received
         return message
+
+
+def _reply_encoding(stream: Any) -> str | None:
+    headers = getattr(stream._stream, "headers", None) or ()
+    for key, value in headers:
+        if key == "grpc-encoding":
+            encoding = str(value).strip().lower()
+            return encoding if encoding in _compression.ENCODINGS else None
+    return None
+
+
+def _decompress(data: bytes, encoding: str, wire: Wire, method: str, write: bool) -> bytes:
+    limit = wire.max_receive if wire.max_receive is not None else 2**31 - 1
+    try:
+        return _compression.decompress(data, encoding, limit)
+    except _compression.MessageTooLarge:
+        note = "; the write may have been applied" if write else ""
+        err = ResourceExhaustedError(
+            f"the reply ({len(data)} bytes of {encoding}) decompresses to more than this "
+            f"client's limit of {limit} bytes (max_receive_message_size){note}",
+            method=method,
+        )
+        err.local = True
+        raise err from None
+    except _compression.CorruptMessage as exc:
+        raise ProtocolError(f"{method}: the reply is not valid {encoding}: {exc}") from None
 
 
 def heard_from(stream: Any) -> None:
@@ -164,13 +205,22 @@ def _adopt(protocol: Any, wire: Wire) -> None:
                 fut.set_result(None)
 
     conn.ping_ack_process = ping_ack_process
-    if wire.user_agent:
+    extra: list[tuple[str, str]] = []
+    if wire.compression is not None:
+        extra = [
+            ("grpc-encoding", wire.compression),
+            ("grpc-accept-encoding", _compression.ACCEPT_ENCODING),
+        ]
+    if wire.user_agent or extra:
         h2 = conn._connection
         send_headers = h2.send_headers
         agent = wire.user_agent
 
         def with_user_agent(stream_id: int, headers: Any, *args: Any, **kwargs: Any) -> Any:
-            headers = [(k, agent) if k == "user-agent" else (k, v) for k, v in headers]
+            if agent:
+                headers = [(k, agent) if k == "user-agent" else (k, v) for k, v in headers]
+            if extra and any(k == ":method" for k, _ in headers):
+                headers = [*headers, *extra]
             return send_headers(stream_id, headers, *args, **kwargs)
 
         h2.send_headers = with_user_agent

@@ -8,6 +8,9 @@ Fixtures:
 |               |          | with `await jd_server.approve_proposal(id)` and friends      |
 | `jd`          | function | a `JobDistributor` on `jd_server`, emptied before each test  |
 | `jd_dry_run`  | function | a dry-run client on `jd_server`: assert on `.journal`        |
+| `jd_nodes`    | function | `make(**options)` of `jdkit.SimulatedNode`s for `jd_server`'s |
+|               |          | node port (with `jdkit[node]` installed, `jd_server` serves  |
+|               |          | the node-facing protocol too)                                |
 | `jd_docker`   | session  | a client for JD + Postgres in Docker (opt-in: `--jd-docker`  |
 |               |          | or `@pytest.mark.jd_docker`; skips without an engine unless  |
 |               |          | the environment variable CI is set)                          |
@@ -27,11 +30,13 @@ from __future__ import annotations
 
 import pytest
 
+from jdkit._server._embedded import node_port_available
 from jdkit.testing import (
     docker_opt_in_required,
     jd_client_factory,
     jd_docker_factory,
     jd_server_factory,
+    simulated_node_factory,
 )
 
 DOCKER_OPT_IN = "needs Docker: run pytest with --jd-docker or mark the test @pytest.mark.jd_docker"
@@ -72,7 +77,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 break
 
 
-jd_server = jd_server_factory(scope="session")
+jd_server = jd_server_factory(scope="session", node_port=0 if node_port_available() else None)
 jd = jd_client_factory("jd_server")
 jd_dry_run = jd_client_factory("jd_server", dry_run=True)
 jd_docker = jd_docker_factory(scope="session")
+jd_nodes = simulated_node_factory("jd_server")

@@ -70,6 +70,7 @@ __all__ = [
     "jd_docker_factory",
     "jd_remote_factory",
     "jd_server_factory",
+    "simulated_node_factory",
 ]
 
 T = TypeVar("T")
@@ -144,6 +145,12 @@ class ThreadedJD:
         self.server = server
         self._runner = runner
         self.address: str = server.address
+        #: the node-facing wsrpc port (`node_port=` given), else None
+        self.node_address: str | None = (
+            server.node_address if server.node_port is not None else None
+        )
+        #: the JD's CSA public key (hex): what nodes pin
+        self.csa_public_key: str = runner.run(server.state.get_keypair()).public_key
         #: client fixtures built on this server empty it before each test
         self.reset_between_tests = True
 
@@ -271,9 +278,12 @@ class AnyLoopChannel(Channel):
         *,
         ssl: Any = None,
         config: Configuration | None = None,
+        codec: Any = None,
     ) -> None:
         # No super().__init__(): that would bind a loop now.
-        self._jd_args: dict[str, Any] = dict(host=host, port=port, ssl=ssl, config=config)
+        self._jd_args: dict[str, Any] = dict(
+            host=host, port=port, ssl=ssl, config=config, codec=codec
+        )
         self._per_loop: dict[asyncio.AbstractEventLoop, tuple[Channel, asyncio.Event]] = {}
         self._protocol = None  # what grpclib's Channel.__del__ looks at
 
@@ -451,6 +461,39 @@ def jd_client_factory(
         + (", whose state is emptied before each test." if reset is not False else ".")
     ) + " Works from any event loop (pytest-asyncio strict or auto, anyio)."
     return pytest.fixture(scope=scope)(_jd_client)
+
+
+def simulated_node_factory(
+    server_fixture_name: str = "jd_server",
+    *,
+    scope: Scope = "function",
+    **node_options: Any,
+) -> Callable[..., Any]:
+    """A fixture yielding `make(**options) -> jdkit.SimulatedNode` for the
+    node port of the server fixture `server_fixture_name` (a `ThreadedJD`
+    started with `node_port=`, as the plugin's `jd_server` is when
+    `jdkit[node]` is installed, or anything with `.node_address` and
+    `.csa_public_key`). Use each node as `async with make() as n:` in the
+    test; register `n.public_key` first. `node_options` are defaults for
+    every node (`on_proposal=`, `chain_configs=`, ...).
+    """
+
+    def _nodes(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+        server = request.getfixturevalue(server_fixture_name)
+        address = getattr(server, "node_address", None)
+        if not address:
+            raise pytest.UsageError(
+                f"fixture {server_fixture_name!r} has no node port: start it with node_port=0 "
+                "(needs jdkit[node])"
+            )
+        from jdkit._wsrpc._node import SimulatedNode
+
+        def make(**options: Any) -> SimulatedNode:
+            return SimulatedNode(address, server.csa_public_key, **{**node_options, **options})
+
+        yield make
+
+    return pytest.fixture(scope=scope)(_nodes)
 
 
 def jd_remote_factory(

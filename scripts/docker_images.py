@@ -73,7 +73,7 @@ ROOTFS_LABEL = "jdkit.rootfs.spec"
 # the image are chosen for these, whatever Python runs this module.
 IMAGE_PYTHON = "3.11"
 IMAGE_GLIBC = (2, 36)
-JD_EXTRAS = ("postgres", "server")  # those that pyproject.toml defines are used
+JD_EXTRAS = ("postgres", "server", "node")  # those that pyproject.toml defines are used
 
 
 class ImageBuildError(JDError):

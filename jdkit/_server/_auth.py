@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
+from jdkit import _redact
 from jdkit._exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -67,13 +68,27 @@ def _refuse(why: str) -> NoReturn:
     raise GRPCError(Status.UNAUTHENTICATED, why)
 
 
+def _remember(token: str) -> None:
+    """Redact `token` from all log records from now on: hpack logs every
+    header it decodes at DEBUG, `authorization` included (see `jdkit._redact`)."""
+    _redact.register(token, header_prefix="Bearer ")
+
+
 class StaticTokenVerifier:
-    """Admit calls bearing one of a fixed set of tokens (compared in constant time)."""
+    """Admit calls bearing one of a fixed set of tokens (compared in constant time).
+
+    The tokens are registered with jdkit's log redaction when the verifier is
+    made, so a server logging at DEBUG never shows them, not even on the first
+    call (hpack logs a request's headers before any verifier sees them).
+    """
 
     def __init__(self, tokens: Iterable[str]) -> None:
-        self._tokens = tuple(t.encode() for t in tokens if t)
+        kept = [t for t in tokens if t]
+        self._tokens = tuple(t.encode() for t in kept)
         if not self._tokens:
             raise ConfigError("tokens", "needs at least one non-empty token")
+        for t in kept:
+            _remember(t)
 
     def __repr__(self) -> str:
         return f"StaticTokenVerifier(<{len(self._tokens)} redacted>)"
@@ -88,6 +103,7 @@ class StaticTokenVerifier:
             ok |= hmac.compare_digest(given, candidate)
         if not ok:
             _refuse("invalid bearer token")
+        _remember(token)  # marks it recently used, so the bounded registry keeps it
 
 
 #: The 0.1 name of `StaticTokenVerifier`.
@@ -208,14 +224,21 @@ class JWKSVerifier:
             )
         except jwt.InvalidSignatureError:
             _refuse("bad signature")
+        # PyJWT checks the signature before the claims: these tokens are
+        # genuine (maybe good elsewhere), so they are redacted from logs too.
+        # Tokens with a bad signature are not: junk must not churn the registry.
         except jwt.InvalidAudienceError:
+            _remember(token)
             _refuse("wrong audience")
         except jwt.InvalidIssuerError:
+            _remember(token)
             _refuse("wrong issuer")
         except jwt.MissingRequiredClaimError as exc:
+            _remember(token)
             _refuse(f"missing claim {exc.claim!r}")
         except jwt.InvalidTokenError as exc:
             _refuse(f"invalid token ({type(exc).__name__})")
+        _remember(token)
         now = self._clock()
         exp, nbf = claims.get("exp"), claims.get("nbf")
         if not isinstance(exp, int | float):

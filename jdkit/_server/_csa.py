@@ -4,7 +4,8 @@ The private key is encrypted with AES-256-GCM under a key derived from the
 secret by scrypt (fresh salt per key), with the public key as associated data
 so a sealed blob cannot be moved to another public key. Plaintext private key
 bytes exist only transiently inside `create` and `verify`; nothing here is
-logged, returned to callers, or kept on any object.
+logged or returned to callers; `unseal` hands the key object to the node
+port's TLS context only.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def verify(secret: str, public_hex: str, sealed: str) -> None:
     Raises ConfigError naming `csa_secret` otherwise: a server must refuse to
     start rather than silently mint a new key nodes do not trust.
     """
+    unseal(secret, public_hex, sealed)
+
+
+def unseal(secret: str, public_hex: str, sealed: str) -> Ed25519PrivateKey:
+    """The CSA private key, for the node port's TLS only (where the JD proves
+    it holds the key nodes pin); raises ConfigError like `verify`."""
     try:
         box = json.loads(sealed)
         key = _kdf(secret, base64.b64decode(box["salt"]), box["n"], box["r"], box["p"])
@@ -85,11 +92,12 @@ def verify(secret: str, public_hex: str, sealed: str) -> None:
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError("csa_secret", f"the stored CSA key is unreadable: {exc}") from None
+    priv = Ed25519PrivateKey.from_private_bytes(raw)
     derived = (
-        Ed25519PrivateKey.from_private_bytes(raw)
-        .public_key()
+        priv.public_key()
         .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         .hex()
     )
     if derived != public_hex:
         raise ConfigError("csa_secret", "the stored CSA private key does not match its public key")
+    return priv

@@ -19,7 +19,7 @@ from grpclib.events import RecvRequest, listen
 from jdkit._exceptions import ConfigError
 from jdkit._proto.api.job.v1 import Proposal, ProposalStatus
 from jdkit._proto.api.node.v1 import ChainConfig, Node
-from jdkit._server import _grpc
+from jdkit._server import _csa, _grpc
 from jdkit._server._csa import DEV_CSA_SECRET
 from jdkit._server._db import Database, is_memory, open_database, redact_url
 from jdkit._server._grpc import AuthHook, Codec, Runtime, ServingStatus
@@ -78,7 +78,9 @@ class EmbeddedJD:
     always accepted.
 
     The node side of the protocol (answers, connection, chain configs) is
-    played with the `approve_proposal`, `set_node_connected`, ... methods.
+    played with the `approve_proposal`, `set_node_connected`, ... methods,
+    or for real over wsrpc when started with `node_port=` (real nodes, or
+    `jdkit.SimulatedNode`, dial `node_address`).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class EmbeddedJD:
         auth: AuthHook | None = None,
         ssl: _ssl.SSLContext | None = None,
         healthz_port: int | None = None,
+        node_port: int | None = None,
         limits: ServerLimits = DEFAULT_LIMITS,
         compression: str | None = "gzip",
         insecure_dev_secret: bool = False,
@@ -110,7 +113,11 @@ class EmbeddedJD:
                 "jdkit.server.StaticTokenVerifier([...]) (jdkit.auth.StaticToken is the "
                 "client side)",
             )
-        for name, value in (("port", port), ("healthz_port", healthz_port)):
+        for name, value in (
+            ("port", port),
+            ("healthz_port", healthz_port),
+            ("node_port", node_port),
+        ):
             if value is not None and (isinstance(value, bool) or not 0 <= value <= 65535):
                 raise ConfigError(name, f"{value!r} is not a port number in 0..65535")
         self._requested_port = port
@@ -119,6 +126,8 @@ class EmbeddedJD:
         self._auth = auth
         self._ssl = ssl
         self._healthz_port = healthz_port
+        self._node_port_wanted = node_port
+        self._nodeport: Any = None  # _nodeport.NodePort, imported only when asked for
         self._server: _grpc.Server | None = None
         self._db: Database | None = None
         self._state: JDState | None = None
@@ -144,11 +153,16 @@ class EmbeddedJD:
         auth: AuthHook | None = None,
         ssl: _ssl.SSLContext | None = None,
         healthz_port: int | None = None,
+        node_port: int | None = None,
         limits: ServerLimits = DEFAULT_LIMITS,
         compression: str | None = "gzip",
         insecure_dev_secret: bool = False,
     ) -> _Starting:
-        """Start a server; `await` the result, or `async with` it to stop on exit."""
+        """Start a server; `await` the result, or `async with` it to stop on exit.
+
+        `node_port` (0 = any free port) also serves the node-facing wsrpc
+        protocol there (needs `jdkit[node]`); see `node_address`.
+        """
         return _Starting(
             cls(
                 host=host,
@@ -158,6 +172,7 @@ class EmbeddedJD:
                 auth=auth,
                 ssl=ssl,
                 healthz_port=healthz_port,
+                node_port=node_port,
                 limits=limits,
                 compression=compression,
                 insecure_dev_secret=insecure_dev_secret,
@@ -177,8 +192,9 @@ class EmbeddedJD:
         DATABASE_URL (Postgres; unset means SQLite at JDKIT_DB, default
         in-memory), PORT (gRPC, default 14231), JDKIT_HOST (default 0.0.0.0),
         CSA_KEY_ENCRYPTION_SECRET (required: no dev default here),
-        HEALTHZ_PORT (HTTP /healthz, default 8081). NODE_RPC_PORT is accepted
-        and ignored: the node-facing protocol is not implemented.
+        HEALTHZ_PORT (HTTP /healthz, default 8081), NODE_RPC_PORT (the
+        node-facing wsrpc port; unset: not served; set without the `node`
+        extra installed: a warning, not served).
         """
         env = os.environ if environ is None else environ
         secret = env.get("CSA_KEY_ENCRYPTION_SECRET", "")
@@ -187,13 +203,16 @@ class EmbeddedJD:
                 "CSA_KEY_ENCRYPTION_SECRET", "is not set; JD needs it to seal its CSA private key"
             )
         node_rpc = env.get("NODE_RPC_PORT")
+        node_port = None
         if node_rpc:
-            _port_from(node_rpc, "NODE_RPC_PORT")
-            log.info(
-                "NODE_RPC_PORT=%s accepted but not served: jdkit's JD has no node-facing "
-                "protocol (play the node with the EmbeddedJD helpers)",
-                node_rpc,
-            )
+            node_port = _port_from(node_rpc, "NODE_RPC_PORT")
+            if not node_port_available():
+                log.warning(
+                    "NODE_RPC_PORT=%s not served: the node-facing protocol needs "
+                    "jdkit[node] (websockets, pyOpenSSL)",
+                    node_rpc,
+                )
+                node_port = None
         return _Starting(
             cls(
                 host=env.get("JDKIT_HOST") or "0.0.0.0",
@@ -205,6 +224,7 @@ class EmbeddedJD:
                 healthz_port=_port_from(
                     env.get("HEALTHZ_PORT") or str(DEFAULT_HEALTHZ_PORT), "HEALTHZ_PORT"
                 ),
+                node_port=node_port,
             )
         )
 
@@ -222,9 +242,10 @@ class EmbeddedJD:
             raise RuntimeError("an EmbeddedJD starts once; make a new one")
         secret, self._secret = self._secret, None  # not kept past start
         secret = self._choose_secret(secret)
+        nodeport = _import_nodeport() if self._node_port_wanted is not None else None
         self._db = await open_database(self.db_url)
         try:
-            self._state = JDState(self._db)
+            self._state = JDState(self._db) if nodeport is None else nodeport.LiveState(self._db)
             await self._state.init(secret)
             self._rt = Runtime(self._state, self._auth, self._limits, self._compression)
             server = _grpc.Server(
@@ -237,6 +258,8 @@ class EmbeddedJD:
             self._port = sock.getsockname()[1]
             await server.start_on(sock, self._ssl)
             self._server = server
+            if nodeport is not None:
+                await self._start_node_port(nodeport, secret)
             if self._healthz_port is not None:
                 self._healthz = await HealthzServer.start(
                     self.host,
@@ -244,15 +267,32 @@ class EmbeddedJD:
                     lambda: self._rt is not None and self._rt.status == ServingStatus.SERVING,
                 )
         except BaseException:
+            if self._nodeport is not None:
+                await self._nodeport.stop()
+            if self._server is not None:
+                self._server.close()
             await self._db.close()
             self._db = None
             raise
         log.info(
-            "embedded JD listening on %s (db %s%s)",
+            "embedded JD listening on %s (db %s%s)%s",
             self.address,
             redact_url(self.db_url),
             ", TLS" if self._ssl else "",
+            f", node port {self.node_address}" if self._nodeport else "",
         )
+
+    async def _start_node_port(self, nodeport: Any, secret: str) -> None:
+        assert self._state is not None
+        public_hex, sealed = await self._state.sealed_csa_key()
+        key = await asyncio.to_thread(_csa.unseal, secret, public_hex, sealed)
+        port = nodeport.NodePort(self._state, self.host, self._node_port_wanted or 0)
+        self._state.port = port  # type: ignore[attr-defined]
+        # a fleet of nodes dials at once (and reconnects at once after a JD restart)
+        sock = _bind(self.host, self._node_port_wanted or 0, "node_port", backlog=1024)
+        await port.start(key, sock)
+        del key  # from here on only the TLS context holds it
+        self._nodeport = port
 
     def _choose_secret(self, given: str | None) -> str:
         """The CSA secret: given, else $CSA_KEY_ENCRYPTION_SECRET, else the dev
@@ -300,6 +340,8 @@ class EmbeddedJD:
             await rt.set_status(ServingStatus.NOT_SERVING)
             if not await rt.wait_idle(grace):
                 log.warning("stopping with %d call(s) still running after %.1fs", rt.active, grace)
+        if self._nodeport is not None:
+            await self._nodeport.stop()
         if self._healthz is not None:
             await self._healthz.stop()
         if server is not None:
@@ -328,6 +370,22 @@ class EmbeddedJD:
         """`host:port` for a client (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def node_address(self) -> str:
+        """`host:port` of the node-facing wsrpc port (start with `node_port=`)."""
+        if self._nodeport is None:
+            raise RuntimeError("no node port: start the server with node_port=0 (or a port number)")
+        return str(self._nodeport.address)
+
+    @property
+    def node_port(self) -> int | None:
+        return int(self._nodeport.port) if self._nodeport is not None else None
+
+    @property
+    def nodeport(self) -> Any:
+        """The `NodePort` serving nodes (None without `node_port=`)."""
+        return self._nodeport
 
     @property
     def healthz_port(self) -> int | None:
@@ -406,7 +464,25 @@ def _port_from(value: str, name: str) -> int:
     return port
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def node_port_available() -> bool:
+    """Whether the optional dependencies of the node port are installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("websockets", "OpenSSL"))
+
+
+def _import_nodeport() -> Any:
+    try:
+        from jdkit._server import _nodeport
+    except ImportError as exc:
+        raise ConfigError(
+            "node_port",
+            f"the node-facing protocol needs the `node` extra: pip install 'jdkit[node]' ({exc})",
+        ) from None
+    return _nodeport
+
+
+def _bind(host: str, port: int, field: str = "port", backlog: int = 128) -> socket.socket:
     """Our own listening socket, so the real port is known when port=0."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -420,13 +496,13 @@ def _bind(host: str, port: int) -> socket.socket:
             if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(addr)
-            sock.listen(128)
+            sock.listen(backlog)
         except BaseException:
             sock.close()
             raise
         return sock
     except OSError as exc:
-        raise ConfigError("port", f"cannot listen on {host}:{port}: {exc}") from exc
+        raise ConfigError(field, f"cannot listen on {host}:{port}: {exc}") from exc
 
 
 # -------------------------------------------------------- serve forever
@@ -446,6 +522,8 @@ async def run_until_signalled(starting: _Starting) -> None:
             print(f"listening on {srv.address}", flush=True)
             if srv.healthz_port is not None:
                 print(f"healthz on http://{srv.host}:{srv.healthz_port}/healthz", flush=True)
+            if srv.node_port is not None:
+                print(f"node port on {srv.node_address}", flush=True)
             await stop.wait()
     finally:
         for sig in installed:
@@ -461,6 +539,7 @@ async def serve_forever(
     auth: AuthHook | None = None,
     ssl: _ssl.SSLContext | None = None,
     healthz_port: int | None = None,
+    node_port: int | None = None,
     limits: ServerLimits = DEFAULT_LIMITS,
     compression: str | None = "gzip",
     insecure_dev_secret: bool = False,
@@ -492,6 +571,7 @@ async def serve_forever(
             auth=auth,
             ssl=ssl,
             healthz_port=healthz_port,
+            node_port=node_port,
             limits=limits,
             compression=compression,
             insecure_dev_secret=insecure_dev_secret,

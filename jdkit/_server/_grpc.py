@@ -39,7 +39,6 @@ import grpclib.config
 import grpclib.const
 import grpclib.server
 from grpclib.const import Cardinality, Status
-from grpclib.encoding.proto import ProtoCodec
 from grpclib.events import RecvRequest
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.metadata import Deadline
@@ -50,6 +49,7 @@ from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
 
 from jdkit import _compression
+from jdkit._codec import FastCodec, decode, has_fast_decoder
 from jdkit._exceptions import InvalidArgumentError, NotFoundError, RPCError
 from jdkit._methods import WRITES
 from jdkit._proto.api.app.v1 import AppServiceBase, VersionRequest, VersionResponse
@@ -116,7 +116,6 @@ from jdkit._proto.grpc.health.v1 import (
     HealthCheckResponse,
     HealthCheckResponseServingStatus,
 )
-from jdkit._server._fastpb import ENCODERS
 from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
 from jdkit._server._state import JDState
 from jdkit._server._wire import check as check_wire
@@ -135,20 +134,16 @@ def proto_name(message_type: type[Any]) -> str:
     return f"{module}.{message_type.__name__}"
 
 
-class Codec(ProtoCodec):
-    """ProtoCodec whose decode failures are the caller's INVALID_ARGUMENT, with
-    fast encoders for the large list responses."""
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        fast = ENCODERS.get(type(message))
-        if fast is not None:
-            return fast(message)
-        return super().encode(message, message_type)
+class Codec(FastCodec):
+    """The generated fast codec (jdkit._codec); decode failures are the caller's
+    INVALID_ARGUMENT. The fast decoders are as strict as the wire check, which
+    stays for any type without one."""
 
     def decode(self, data: bytes, message_type: Any) -> Any:
         try:
-            check_wire(data, message_type)
-            return message_type.parse(data)
+            if not has_fast_decoder(message_type):
+                check_wire(data, message_type)
+            return decode(message_type, data)
         except Exception as exc:  # betterproto2 raises many kinds on garbage
             detail = f"{type(exc).__name__}: {exc}"[:200]
             raise GRPCError(

@@ -14,6 +14,9 @@ import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+#: two digits per 10 bits: a BatchProposeJob to 1,000 nodes makes 2,000 ids, and
+#: a digit-at-a-time loop cost 17 µs per id
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
@@ -39,7 +42,26 @@ def new_id(prefix: str) -> str:
         else:
             rand = int.from_bytes(os.urandom(10), "big") >> 1  # room to increment
         _last_ms, _last_rand = ms, rand
-    return f"{prefix}_{_b32(ms, 10)}{_b32(rand, 16)}"
+    v, p = ms << 80 | rand, _PAIRS  # the 26 digits of _b32(ms, 10) + _b32(rand, 16)
+    return "".join(
+        (
+            prefix,
+            "_",
+            p[v >> 120 & 1023],
+            p[v >> 110 & 1023],
+            p[v >> 100 & 1023],
+            p[v >> 90 & 1023],
+            p[v >> 80 & 1023],
+            p[v >> 70 & 1023],
+            p[v >> 60 & 1023],
+            p[v >> 50 & 1023],
+            p[v >> 40 & 1023],
+            p[v >> 30 & 1023],
+            p[v >> 20 & 1023],
+            p[v >> 10 & 1023],
+            p[v & 1023],
+        )
+    )
 
 
 def now_us() -> int:

@@ -78,6 +78,14 @@ DDL = [
         acked_at BIGINT,
         response_received_at BIGINT,
         UNIQUE (job_id, revision))""",
+    # what a node last reported over the node-facing protocol (UpdateNode);
+    # its own table so databases made before it need no migration
+    """CREATE TABLE IF NOT EXISTS jd_node_reports (
+        node_id TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        workflow_key TEXT,
+        nop_friendly_name TEXT NOT NULL,
+        p2p_key_bundles TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS jd_rollback_policies (
         id BIGINT PRIMARY KEY,
         policy TEXT NOT NULL,
@@ -90,6 +98,7 @@ RESETTABLE = [
     "jd_nodes",
     "jd_node_labels",
     "jd_chain_configs",
+    "jd_node_reports",
     "jd_jobs",
     "jd_job_labels",
     "jd_proposals",

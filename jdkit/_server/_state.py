@@ -47,6 +47,7 @@ from jdkit._proto.api.node.v1 import (
     EnableState,
     ListNodesRequestFilter,
     Node,
+    P2PKeyBundle,
 )
 from jdkit._proto.api.probation.v1 import RollbackPolicy
 from jdkit._proto.google.protobuf import Struct
@@ -132,6 +133,40 @@ def _policy(row: Row) -> RollbackPolicy:
         created_at=to_datetime(row[2]),
         updated_at=to_datetime(row[3]),
     )
+
+
+async def _with_reports(tx: Tx, nodes: list[Node]) -> list[Node]:
+    """Fill in what the nodes last reported over the node protocol (UpdateNode)."""
+    ids = [n.id for n in nodes]
+    reports: dict[str, Row] = {}
+    if len(ids) == 1:  # a point query (no thread hop on SQLite)
+        one = await tx.fetchone(
+            "SELECT node_id, version, workflow_key, nop_friendly_name, p2p_key_bundles"
+            " FROM jd_node_reports WHERE node_id = ?",
+            ids,
+        )
+        ids = []
+        if one is not None:
+            reports[one[0]] = one
+    for i in range(0, len(ids), MAX_SQL_ITEMS):
+        chunk = ids[i : i + MAX_SQL_ITEMS]
+        marks = ", ".join("?" for _ in chunk)
+        for r in await tx.fetchall(
+            "SELECT node_id, version, workflow_key, nop_friendly_name, p2p_key_bundles"
+            f" FROM jd_node_reports WHERE node_id IN ({marks})",
+            chunk,
+        ):
+            reports[r[0]] = r
+    for n in nodes:
+        rep = reports.get(n.id)
+        if rep is not None:
+            n.version = rep[1]
+            n.workflow_key = rep[2]
+            n.nop_friendly_name = rep[3]
+            n.p2p_key_bundles = [
+                P2PKeyBundle(peer_id=p, public_key=k) for p, k in json.loads(rep[4])
+            ]
+    return nodes
 
 
 def _policy_json(policy: Struct, field: str) -> str:
@@ -301,12 +336,12 @@ class JDState:
             row = await tx.fetchone(
                 f"SELECT {_NODE_COLS} FROM jd_nodes WHERE {' AND '.join(where)}", params
             )
-        if row is None:
-            what = f"id {node_id!r}" if node_id else f"public_key {public_key!r}"
-            if node_id and public_key:
-                what += f" and public_key {public_key!r}"
-            raise NotFoundError(f"no node with {what}")
-        return _node(row)
+            if row is None:
+                what = f"id {node_id!r}" if node_id else f"public_key {public_key!r}"
+                if node_id and public_key:
+                    what += f" and public_key {public_key!r}"
+                raise NotFoundError(f"no node with {what}")
+            return (await _with_reports(tx, [_node(row)]))[0]
 
     async def list_nodes(
         self, flt: ListNodesRequestFilter | None, page_size: int, page: int
@@ -338,18 +373,19 @@ class JDState:
                 rows = await tx.fetchall(
                     f"SELECT {_NODE_COLS} FROM jd_nodes{w.sql}{order}{limit}", w.params
                 )
-                return [_node(r) for r in rows], total
+                return await _with_reports(tx, [_node(r) for r in rows]), total
             rows = await tx.fetchall(f"SELECT {_NODE_COLS} FROM jd_nodes{w.sql}{order}", w.params)
-        ids, pks = set(flt.ids), set(keys)
-        nodes = [
-            n
-            for n in map(_node, rows)
-            if (not ids or n.id in ids)
-            and (not pks or n.public_key in pks)
-            and matches(label_map(n.labels), flt.selectors)
-        ]
-        total = len(nodes)
-        return (nodes[offset : offset + page_size] if page_size else nodes), total
+            ids, pks = set(flt.ids), set(keys)
+            nodes = [
+                n
+                for n in map(_node, rows)
+                if (not ids or n.id in ids)
+                and (not pks or n.public_key in pks)
+                and matches(label_map(n.labels), flt.selectors)
+            ]
+            total = len(nodes)
+            page_nodes = nodes[offset : offset + page_size] if page_size else nodes
+            return await _with_reports(tx, page_nodes), total
 
     async def update_node(
         self, node_id: str, name: str, public_key: str, labels: Sequence[Label]
@@ -385,7 +421,7 @@ class JDState:
                         f"public_key {pk} already belongs to another node"
                     ) from None
                 row = await self._node_row(tx, node_id)
-            return _node(row)
+            return (await _with_reports(tx, [_node(row)]))[0]
 
     async def set_node_enabled(self, node_id: str, enabled: bool) -> Node:
         async with self.db.transaction(write=True) as tx:
@@ -396,7 +432,7 @@ class JDState:
                     [int(enabled), now_us(), node_id],
                 )
                 row = await self._node_row(tx, node_id)
-            return _node(row)
+            return (await _with_reports(tx, [_node(row)]))[0]
 
     async def set_node_connected(self, node_id: str, connected: bool) -> Node:
         async with self.db.transaction(write=True) as tx:
@@ -422,7 +458,7 @@ class JDState:
                         node_id,
                     ],
                 )
-            return _node(row)
+            return (await _with_reports(tx, [_node(row)]))[0]
 
     async def add_chain_config(self, node_id: str, config: ChainConfig) -> ChainConfig:
         if config.chain is None:
@@ -566,7 +602,9 @@ class JDState:
                 f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
             )
         delivery = (
-            ProposalDeliveryStatus.DELIVERED if node[1] else ProposalDeliveryStatus.UNSPECIFIED
+            ProposalDeliveryStatus.DELIVERED
+            if self._delivered_on_create(node_id, bool(node[1]))
+            else ProposalDeliveryStatus.UNSPECIFIED
         )
         await tx.execute(
             f"INSERT INTO jd_proposals ({_PROP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
@@ -807,3 +845,187 @@ class JDState:
                 [text, now_us(), int(current.id)],
             )
             return await self._policy_in(tx, pid)
+
+    # ------------------------------------------ node-facing protocol
+
+    def _delivered_on_create(self, node_id: str, connected: bool) -> bool:
+        """Whether a new proposal counts as delivered at once: here, when the
+        node is connected. With a node port (`_nodeport.LiveState`) a node on
+        a real connection gets DELIVERED only once it took the proposal."""
+        return connected
+
+    async def enabled_node_keys(self) -> list[tuple[str, str]]:
+        """(node id, public key hex) of every enabled node: who may connect."""
+        async with self.db.transaction() as tx:
+            rows = await tx.fetchall("SELECT id, public_key FROM jd_nodes WHERE is_enabled = 1")
+        return [(r[0], r[1]) for r in rows]
+
+    async def sealed_csa_key(self) -> tuple[str, str]:
+        """(public key hex, sealed private key) of the CSA keypair."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT public_key, sealed_private_key FROM jd_csa_keypairs ORDER BY id LIMIT 1"
+            )
+        if row is None:
+            raise NotFoundError("JD has no CSA keypair")
+        return row[0], row[1]
+
+    async def clear_connections(self) -> None:
+        """At start of a node port: no node has a connection yet."""
+        async with self.db.transaction(write=True) as tx:
+            await tx.execute(
+                "UPDATE jd_nodes SET is_connected = 0, updated_at = ? WHERE is_connected = 1",
+                [now_us()],
+            )
+
+    async def set_node_link(self, node_id: str, connected: bool) -> None:
+        """A node's wsrpc connection came up or went down (delivery is separate)."""
+        async with self.db.transaction(write=True) as tx:
+            await tx.execute(
+                "UPDATE jd_nodes SET is_connected = ?, updated_at = ?"
+                " WHERE id = ? AND is_connected = ?",
+                [int(connected), now_us(), node_id, int(not connected)],
+            )
+
+    async def delivery(self, prop_id: str) -> tuple[str, str, int, str, bool] | None:
+        """(node id, job uuid, revision, spec, node connected per the database)
+        of a PROPOSED proposal not yet delivered; None otherwise."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(
+                "SELECT j.node_id, j.uuid, p.revision, p.spec, n.is_connected"
+                " FROM jd_proposals p JOIN jd_jobs j ON j.id = p.job_id"
+                " JOIN jd_nodes n ON n.id = j.node_id"
+                " WHERE p.id = ? AND p.status = ? AND p.delivery_status = ?",
+                [prop_id, int(ProposalStatus.PROPOSED), int(ProposalDeliveryStatus.UNSPECIFIED)],
+            )
+        if row is None:
+            return None
+        return row[0], row[1], int(row[2]), row[3], bool(row[4])
+
+    async def pending_deliveries(self, node_id: str) -> list[tuple[str, str, int, str]]:
+        """(proposal id, job uuid, revision, spec) of the node's PROPOSED,
+        undelivered proposals, oldest first: the backlog sent when it connects."""
+        async with self.db.transaction() as tx:
+            # the usual answer is "nothing": a point query first (no thread hop on SQLite)
+            any_row = await tx.fetchone(
+                "SELECT p.id FROM jd_proposals p JOIN jd_jobs j ON j.id = p.job_id"
+                " WHERE j.node_id = ? AND p.status = ? AND p.delivery_status = ? LIMIT 1",
+                [node_id, int(ProposalStatus.PROPOSED), int(ProposalDeliveryStatus.UNSPECIFIED)],
+            )
+            if any_row is None:
+                return []
+            rows = await tx.fetchall(
+                "SELECT p.id, j.uuid, p.revision, p.spec"
+                " FROM jd_proposals p JOIN jd_jobs j ON j.id = p.job_id"
+                " WHERE j.node_id = ? AND p.status = ? AND p.delivery_status = ?"
+                " ORDER BY p.created_at, p.id",
+                [node_id, int(ProposalStatus.PROPOSED), int(ProposalDeliveryStatus.UNSPECIFIED)],
+            )
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
+
+    async def mark_delivered(self, prop_id: str) -> None:
+        """The node took ProposeJob: UNSPECIFIED becomes DELIVERED (an answer
+        that came first, ACKNOWLEDGED, stays)."""
+        async with self.db.transaction(write=True) as tx:
+            await tx.execute(
+                "UPDATE jd_proposals SET delivery_status = ?, updated_at = ?"
+                " WHERE id = ? AND delivery_status = ?",
+                [
+                    int(ProposalDeliveryStatus.DELIVERED),
+                    now_us(),
+                    prop_id,
+                    int(ProposalDeliveryStatus.UNSPECIFIED),
+                ],
+            )
+
+    async def node_proposal(
+        self, node_id: str, job_uuid: str, revision: int, *, latest_only: bool
+    ) -> str:
+        """The proposal id a node means by (uuid, version) in its answers.
+
+        Refused (with text the node gets back): an unknown job or revision, a
+        deleted job, and, when `latest_only`, a revision a newer one replaced.
+        """
+        ext_id = _validate.normalise_uuid(job_uuid)
+        async with self.db.transaction() as tx:
+            job = await tx.fetchone(
+                "SELECT id, deleted_at FROM jd_jobs WHERE node_id = ? AND uuid = ?",
+                [node_id, ext_id],
+            )
+            if job is None:
+                raise NotFoundError(f"no job {ext_id[:64]!r} was proposed to this node")
+            if job[1] is not None:
+                raise FailedPreconditionError(f"job {ext_id} was deleted")
+            row = await tx.fetchone(
+                "SELECT id FROM jd_proposals WHERE job_id = ? AND revision = ?", [job[0], revision]
+            )
+            if row is None:
+                raise NotFoundError(f"job {ext_id} has no proposal version {revision}")
+            if latest_only:
+                top = await tx.fetchone(
+                    "SELECT MAX(revision) FROM jd_proposals WHERE job_id = ?", [job[0]]
+                )
+                newest = int(top[0]) if top and top[0] is not None else revision
+                if newest != revision:
+                    raise FailedPreconditionError(
+                        f"job {ext_id} version {revision} is stale: version {newest} replaced it"
+                    )
+            return str(row[0])
+
+    async def apply_node_report(
+        self,
+        node_id: str,
+        *,
+        version: str,
+        workflow_key: str | None,
+        nop_friendly_name: str,
+        p2p_key_bundles: Sequence[tuple[str, str]],
+        chain_configs: Sequence[ChainConfig],
+    ) -> dict[str, str]:
+        """A node's UpdateNode: its report replaces the previous one, and its
+        chain configs replace all of its chain configs. Returns chain id ->
+        why that config was refused."""
+        errors: dict[str, str] = {}
+        keep: dict[tuple[int, str], ChainConfig] = {}
+        for cfg in chain_configs:
+            chain = cfg.chain
+            if chain is None or not chain.id:
+                errors[chain.id if chain else ""] = "chain config needs chain.id and chain.type"
+                continue
+            if int(chain.type) == 0:
+                errors[chain.id] = "chain.type is CHAIN_TYPE_UNSPECIFIED"
+                continue
+            if "\x00" in chain.id:
+                errors[chain.id] = "chain.id contains NUL"
+                continue
+            c = ChainConfig.parse(bytes(cfg))
+            c.node_id = node_id
+            keep[(int(chain.type), chain.id)] = c
+        for text in (version, workflow_key or "", nop_friendly_name):
+            if "\x00" in text:
+                raise InvalidArgumentError("report contains NUL")
+        async with self.db.transaction(write=True) as tx:
+            await self._node_row(tx, node_id)
+            await tx.execute("DELETE FROM jd_chain_configs WHERE node_id = ?", [node_id])
+            await tx.executemany(
+                "INSERT INTO jd_chain_configs (node_id, chain_type, chain_id, config)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (node_id, t, cid, base64.b64encode(bytes(c)).decode())
+                    for (t, cid), c in keep.items()
+                ],
+            )
+            await tx.execute("DELETE FROM jd_node_reports WHERE node_id = ?", [node_id])
+            await tx.execute(
+                "INSERT INTO jd_node_reports (node_id, version, workflow_key, nop_friendly_name,"
+                " p2p_key_bundles) VALUES (?, ?, ?, ?, ?)",
+                [
+                    node_id,
+                    version,
+                    workflow_key,
+                    nop_friendly_name,
+                    json.dumps([[p, k] for p, k in p2p_key_bundles]),
+                ],
+            )
+            await tx.execute("UPDATE jd_nodes SET updated_at = ? WHERE id = ?", [now_us(), node_id])
+        return errors

@@ -94,4 +94,4 @@ def test_docker_suite_example(tmp_path: Path) -> None:
         timeout=1800,
     )  # fmt: skip
     assert r.returncode == 0, f"docker suite failed:\n{r.stdout[-5000:]}\n{r.stderr[-3000:]}"
-    assert "4 passed" in r.stdout, r.stdout[-2000:]
+    assert "5 passed" in r.stdout, r.stdout[-2000:]

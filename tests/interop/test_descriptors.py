@@ -106,7 +106,12 @@ def test_descriptor_files_match_reference(descriptor_sets: tuple[dict[str, Any],
     ours, ref = descriptor_sets
     assert set(ref) <= set(ours), f"missing: {sorted(set(ref) - set(ours))}"
     # the one extra file is the standard health service, which the reference leaves out
-    assert set(ours) - set(ref) == {"grpc/health/v1/health.proto"}
+    assert set(ours) - set(ref) == {
+        "grpc/health/v1/health.proto",
+        # the node-facing protocol, checked against feeds-v1.desc in tests/wsrpc
+        "orchestrator/feedsmanager/feedsmanager.proto",
+        "wsrpc/message.proto",
+    }
     assert ours["grpc/health/v1/health.proto"].package == "grpc.health.v1"
 
 

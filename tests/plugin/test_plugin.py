@@ -374,3 +374,28 @@ def test_doc_example_in_module_docstring_is_current() -> None:
         assert hasattr(plugin, name)
         assert f"`{name}`" in (plugin.__doc__ or "")
     assert "jdkit.testing" in (plugin.__doc__ or "")
+
+
+def test_jd_nodes_play_real_nodes_over_the_node_port(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        COMMON
+        + """
+@pytest.mark.asyncio
+async def test_simulated_node_approves(jd, jd_nodes):
+    sim = jd_nodes(on_proposal="approve", version="2.0.0")
+    req = node.RegisterNodeRequest(name="sim", public_key=sim.public_key)
+    n = (await jd.register_node(req)).node
+    async with sim:
+        assert (await jd.get_node(node.GetNodeRequest(id=n.id))).node.version == "2.0.0"
+        p = (await jd.propose_job(job.ProposeJobRequest(node_id=n.id, spec=spec()))).proposal
+        await sim.wait_until(lambda: bool(sim.proposals) and sim.proposals[0].answer == "approved")
+        got = (await jd.get_proposal(job.GetProposalRequest(id=p.id))).proposal
+        assert got.status == job.ProposalStatus.APPROVED
+
+@pytest.mark.asyncio
+async def test_reset_between_tests_forgets_the_node(jd, jd_nodes):
+    assert (await jd.list_nodes()).nodes == []
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)

@@ -35,7 +35,7 @@ BASE_ENV = {
     "PORT": "0",
     "HEALTHZ_PORT": "0",
     "CSA_KEY_ENCRYPTION_SECRET": "s3cret-from-env",
-    "NODE_RPC_PORT": "8080",
+    "NODE_RPC_PORT": "0",
 }
 
 

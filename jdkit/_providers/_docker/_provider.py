@@ -19,7 +19,8 @@ What a run does (all through the Docker Engine API, with aiodocker):
    JD with `DATABASE_URL=postgresql://user:pw@postgres:5432/db`, `PORT`,
    `NODE_RPC_PORT` and `CSA_KEY_ENCRYPTION_SECRET`. JD's ports are published
    on 127.0.0.1 with ephemeral host ports (read back after start), so runs
-   never collide.
+   never collide: `address` (gRPC), `node_address` (the node-facing port
+   nodes dial), `healthz_url`.
 4. Ready when the JD container runs, the gRPC health check answers SERVING
    and `GET /healthz` answers 200, polled with exponential backoff under one
    overall timeout (`ready_timeout`). A container that exits, or a timeout,
@@ -134,7 +135,9 @@ class DockerProvider(Provider):
         return f"http://127.0.0.1:{self._started().healthz_port}/healthz"
 
     @property
-    def node_rpc_address(self) -> str:
+    def node_address(self) -> str:
+        """`127.0.0.1:<port>` of JD's node-facing (wsrpc) port, `NODE_RPC_PORT`
+        in the container: where `jdkit.SimulatedNode` (or a real node) dials."""
         return f"127.0.0.1:{self._started().node_rpc_port}"
 
     @property

@@ -1,0 +1,29 @@
+"""What `jdkit` exports from the node protocol (imported on first use: needs `jdkit[node]`)."""
+
+from __future__ import annotations
+
+from jdkit._wsrpc._errors import (
+    JDKeyMismatchError,
+    NodeAlreadyConnectedError,
+    NodeKeyRefusedError,
+    NodeProtocolError,
+    NotConnectedError,
+    WsrpcCallError,
+    WsrpcTimeoutError,
+)
+from jdkit._wsrpc._fleet import SimulatedFleet
+from jdkit._wsrpc._node import Backoff, ReceivedProposal, SimulatedNode
+
+__all__ = [
+    "Backoff",
+    "JDKeyMismatchError",
+    "NodeAlreadyConnectedError",
+    "NodeKeyRefusedError",
+    "NodeProtocolError",
+    "NotConnectedError",
+    "ReceivedProposal",
+    "SimulatedFleet",
+    "SimulatedNode",
+    "WsrpcCallError",
+    "WsrpcTimeoutError",
+]

@@ -1,4 +1,4 @@
-"""(f) A whole rollout through the task helpers: `propose` by selector, then
+"""(g) A whole rollout through the task helpers: `propose` by selector, then
 `wait_for_proposals`, while the node side approves each proposal as it arrives.
 
 Server, client and node side share this process and its event loop (the node
@@ -75,7 +75,7 @@ async def bench_rollout(sz: Sizes, report: Report) -> None:
     med = statistics.median
     report.add(
         Row(
-            "f",
+            "g",
             f"`propose` by selector + `wait_for_proposals` to {n:,} nodes, "
             "node side approving as proposals arrive (in process)",
             f"{med(totals):.2f} s",

@@ -52,6 +52,10 @@ def test_version_and_completion() -> None:
         script = ok("completion", shell)
         assert "_JDKIT_COMPLETE" in script and marker in script
     assert_one_line_error(jdkit("completion", "tcsh"), 2, "tcsh")
+    # the script's callback: the shell sets the variable and asks for candidates
+    env = clean_env(_JDKIT_COMPLETE="bash_complete", COMP_WORDS="jdkit jobs st", COMP_CWORD="2")
+    r = subprocess.run(CLI, capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout.split() == ["plain,status"]
     assert_one_line_error(jdkit("--url", "h:1", "serve"), 2, "serve does not connect", "--url")
 
 

@@ -358,6 +358,9 @@ class _Call:
 
     headers: dict[str, str]
     conn: _Connection
+    #: The request message's decoded size; a large request makes a large
+    #: reply likely (most replies echo what was written), encoded off the loop.
+    request_size: int = 0
 
 
 def _call_of(stream: grpclib.server.Stream[Any, Any]) -> _Call:
@@ -425,6 +428,7 @@ async def _read_request(
             ) from None
         except _compression.CorruptMessage as exc:
             raise _invalid(f"request message is not valid {encoding}: {exc}") from None
+    call.request_size = len(body)
     request = await _off_loop(len(body), stream._codec.decode, body, stream._recv_type)
     del body
     (request,) = await stream._dispatch.recv_message(request)
@@ -450,10 +454,12 @@ async def _encode_reply(
     reply: Any,
     encoding: str | None,
     limits: ServerLimits,
+    call: _Call,
 ) -> bytes:
-    """The framed reply: encoded (off the loop for list replies), checked
-    against `max_send_message_size`, compressed when the caller accepts it."""
-    if type(reply) in _LIST_REPLIES:
+    """The framed reply: encoded (off the loop for list replies and replies
+    to large requests), checked against `max_send_message_size`, compressed
+    when the caller accepts it."""
+    if type(reply) in _LIST_REPLIES or call.request_size >= OFFLOAD_SIZE:
         size, framed = await asyncio.to_thread(
             _encode, stream._codec, reply, stream._send_type, encoding
         )
@@ -581,12 +587,12 @@ def _guarded(
             try:
                 if streaming:
                     async for reply in impl(request):
-                        framed = await _encode_reply(stream, reply, encoding, rt.limits)
+                        framed = await _encode_reply(stream, reply, encoding, rt.limits, call)
                         await _write_reply(stream, framed, encoding, call.conn)
                 else:
                     # only the encoded bytes wait for a slow reader, not the objects
                     framed = await _encode_reply(
-                        stream, await compute(request, call.conn), encoding, rt.limits
+                        stream, await compute(request, call.conn), encoding, rt.limits, call
                     )
                     del request
                     await _write_reply(stream, framed, encoding, call.conn)

@@ -86,8 +86,10 @@ def chain_stream(interceptors: Sequence[Interceptor], terminal: StreamNext) -> S
 
 
 def _bind_unary(icp: Interceptor, proceed: UnaryNext) -> UnaryNext:
-    async def step(call: Call) -> Message:
-        return await icp.unary(call, proceed)
+    # A plain function handing back the interceptor's coroutine, not an async
+    # wrapper awaiting it: one coroutine frame less per interceptor per call.
+    def step(call: Call) -> Awaitable[Message]:
+        return icp.unary(call, proceed)
 
     return step
 

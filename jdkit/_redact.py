@@ -129,6 +129,10 @@ class SecretRegistry:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
         self.patterns: tuple[str, ...] = ()
+        #: Bumped on every new entry: a secret registered at generation g has not
+        #: moved towards eviction while the generation is still g, so a caller
+        #: that re-registers per use (to stay recently used) may skip it until then.
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -153,6 +157,7 @@ class SecretRegistry:
             with self._lock:
                 self._entries[key] = forms
                 self._entries.move_to_end(key)
+                self.generation += 1
                 while len(self._entries) > self.max_entries:
                     self._entries.popitem(last=False)
                 union: set[str] = set()
@@ -227,6 +232,11 @@ def register(*secrets: str | None, header_prefix: str = "") -> None:
     _registry.register(secrets, header_prefix)
     if not _installed and len(_registry):
         install()
+
+
+def generation() -> int:
+    """The global registry's generation (see `SecretRegistry.generation`)."""
+    return _registry.generation
 
 
 def scrub(text: str, *secrets: str | None, placeholder: str = REDACTED) -> str:

@@ -158,15 +158,49 @@ class DeadlineInterceptor(Interceptor):
         remaining = call.time_remaining()
         if remaining is None:
             return await proceed(call)
+        # What `asyncio.timeout` does (a timer that cancels this task, turned
+        # into a timeout on the way out), without its state machine: this runs
+        # on every call, and a bare timer costs ~2 µs against its ~4.5 µs
+        # (anyio.fail_after: ~24 µs). grpclib is asyncio-only anyway.
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - an RPC always runs in a task
+            raise RuntimeError("a JobDistributor call must run inside an asyncio task")
+        loop = task.get_loop()
+        cancelling = task.cancelling()
+        expiry = _Expiry(task)
+        timer = loop.call_at(loop.time() + max(remaining, 0), expiry)
         try:
-            # asyncio.timeout, not anyio.fail_after: this runs on every call and
-            # costs ~10 µs against anyio's ~24 µs; grpclib is asyncio-only anyway.
-            async with asyncio.timeout(max(remaining, 0)):
-                return await proceed(call)
-        except TimeoutError as exc:
-            if isinstance(exc, DeadlineExceededError):
-                raise
-            raise DeadlineExceededError(
-                f"deadline of {timeout}s exceeded (attempt {call.attempt})",
-                method=call.method.path,
-            ) from None
+            response = await proceed(call)
+        except BaseException as exc:
+            timer.cancel()
+            if expiry.fired and task.uncancel() <= cancelling:
+                if isinstance(exc, asyncio.CancelledError):
+                    raise self._exceeded(call, timeout) from None
+            if isinstance(exc, TimeoutError) and not isinstance(exc, DeadlineExceededError):
+                raise self._exceeded(call, timeout) from None
+            raise
+        timer.cancel()
+        if expiry.fired:  # it fired as the call returned: take back its cancel request
+            task.uncancel()
+        return response
+
+    @staticmethod
+    def _exceeded(call: Call, timeout: Any) -> DeadlineExceededError:
+        return DeadlineExceededError(
+            f"deadline of {timeout}s exceeded (attempt {call.attempt})",
+            method=call.method.path,
+        )
+
+
+class _Expiry:
+    """The deadline timer's callback: cancel the call's task, and remember it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()

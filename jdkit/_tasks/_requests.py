@@ -88,11 +88,13 @@ def id_list(name: str, value: Sequence[str] | None) -> list[str]:
 
 def either(method: str, request: M | None, keywords: Mapping[str, object]) -> M | None:
     """The request when given alone; `TypeError` when keywords come with it."""
-    given = sorted(k for k, v in keywords.items() if v is not None)
-    if request is not None and given:
+    if request is None:
+        return None
+    given = [k for k, v in keywords.items() if v is not None]
+    if given:
         raise TypeError(
             f"{method}() takes a request object or keyword filters, not both "
-            f"(got a {type(request).__name__} and {', '.join(given)})"
+            f"(got a {type(request).__name__} and {', '.join(sorted(given))})"
         )
     return request
 

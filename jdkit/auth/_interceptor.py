@@ -42,6 +42,11 @@ class AuthInterceptor(Interceptor):
                 "or pass allow_insecure_auth=True (local testing only)",
             )
         self.manager = auth if isinstance(auth, TokenManager) else TokenManager(auth)
+        # The last token stamped, its header value, and the redaction registry's
+        # generation when it was registered (see `_stamp`).
+        self._value: str | None = None
+        self._header = ""
+        self._generation = -1
 
     def __repr__(self) -> str:
         return f"AuthInterceptor({self.manager!r})"
@@ -51,9 +56,16 @@ class AuthInterceptor(Interceptor):
 
     async def _stamp(self, call: Call, token: Token | None = None) -> Token:
         token = token or await self.manager.get()
-        # Registered (again) on every use, so the bounded registry keeps tokens in use.
-        _redact.register(token.value, header_prefix="Bearer ")
-        call.metadata["authorization"] = f"Bearer {token.value}"
+        value = token.value
+        # The bounded registry must keep tokens in use, so a token is registered
+        # (again) when it is new here or when anything was added to the registry
+        # since: only additions push an entry towards eviction. Per call that
+        # is otherwise a lock and a dict move for the same token.
+        if value != self._value or _redact.generation() != self._generation:
+            _redact.register(value, header_prefix="Bearer ")
+            self._generation = _redact.generation()
+            self._value, self._header = value, f"Bearer {value}"
+        call.metadata["authorization"] = self._header
         return token
 
     async def _retoken(self, call: Call, rejected: Token, exc: UnauthenticatedError) -> bool:

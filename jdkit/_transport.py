@@ -98,19 +98,76 @@ async def send_message(stream: Any, message: Any, wire: Wire, method: str) -> No
     protocol = await stream._channel.__connect__()
     _adopt(protocol, wire)
     await _probe_if_quiet(stream._channel, protocol, wire, method)
-    if not stream._send_request_done:
-        await stream.send_request()
     compressed = False
     if wire.compression is not None and len(data) >= _compression.MIN_COMPRESS_SIZE:
         data, compressed = _compression.compress(data, wire.compression), True
-    with stream._wrapper:
-        await stream._stream.send_data(_PREFIX.pack(compressed, len(data)) + data, end_stream=True)
-        stream._send_message_done = True
-        stream._end_done = True
-        stream._messages_sent += 1
-        conn = stream._stream.connection
-        conn.messages_sent += 1
-        conn.last_message_sent = time.monotonic()
+    frame = _PREFIX.pack(compressed, len(data)) + data
+    conn = protocol.processor.connection
+    coalesce = not stream._send_request_done and _fits_at_once(conn, len(frame))
+    if coalesce:
+        # Headers and message leave in one socket write, as grpcio sends them,
+        # not one each: a send syscall on loopback costs as much as the rest
+        # of the call's client-side work. Only when nothing can make either
+        # step wait (see `_fits_at_once`), so no other stream's frames are held.
+        conn._jdkit_writer.hold()
+    try:
+        if not stream._send_request_done:
+            await stream.send_request()
+        with stream._wrapper:
+            await stream._stream.send_data(frame, end_stream=True)
+    finally:
+        if coalesce:
+            conn._jdkit_writer.release()
+    stream._send_message_done = True
+    stream._end_done = True
+    stream._messages_sent += 1
+    conn.messages_sent += 1
+    conn.last_message_sent = time.monotonic()
+
+
+def _fits_at_once(conn: Any, size: int) -> bool:
+    """Whether a new stream's headers and a `size`-byte message go out without waiting.
+
+    grpclib waits for write readiness, a free stream slot and flow-control
+    credit; with all three at hand both steps run without yielding.
+    """
+    writer = getattr(conn, "_jdkit_writer", None)
+    if writer is None or not conn.write_ready.is_set():
+        return False
+    h2 = conn._connection
+    remote = h2.remote_settings
+    return bool(
+        h2.open_outbound_streams < remote.max_concurrent_streams
+        and size <= h2.outbound_flow_control_window
+        and size <= remote.initial_window_size
+    )
+
+
+class _Writer:
+    """The connection's transport, able to hold writes and pass them on as one."""
+
+    __slots__ = ("_held", "_transport")
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self._held: list[bytes] | None = None
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._transport.write(b"".join(held))
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 async def recv_message(stream: Any, wire: Wire, method: str, *, write: bool = False) -> Any:
@@ -205,6 +262,10 @@ def _adopt(protocol: Any, wire: Wire) -> None:
                 fut.set_result(None)
 
     conn.ping_ack_process = ping_ack_process
+    transport = getattr(conn, "_transport", None)
+    if transport is not None and not conn._connection.streams:
+        # Streams copy the transport when created: wrap it before the first one.
+        conn._jdkit_writer = conn._transport = _Writer(transport)
     extra: list[tuple[str, str]] = []
     if wire.compression is not None:
         extra = [

@@ -119,7 +119,10 @@ def selectors_of(args: argparse.Namespace) -> list[label.Selector]:
 async def serve(args: argparse.Namespace, out: Output) -> int | None:
     """Run an embedded JD until SIGINT/SIGTERM; the first line says where it listens."""
     from jdkit._server import EmbeddedJD
+    from jdkit._server._embedded import tune_for_serving
     from jdkit._server._limits import ServerLimits
+
+    tune_for_serving()
 
     # None: the server reads CSA_KEY_ENCRYPTION_SECRET, and refuses a file or
     # Postgres database without it unless --insecure-dev-secret

@@ -193,6 +193,18 @@ def _status_name(status: int) -> str:
         return str(status)
 
 
+#: Specs at least this long are parsed in a worker thread: tomllib is pure
+#: Python (~0.1 s per MiB, far more for many small keys), and a parse on the
+#: event loop would stall every other call, health checks included.
+OFFLOAD_SPEC = 64 * 1024
+
+
+async def _spec_external_job_id(spec: str) -> str:
+    if len(spec) >= OFFLOAD_SPEC:
+        return await asyncio.to_thread(_validate.spec_external_job_id, spec)
+    return _validate.spec_external_job_id(spec)
+
+
 class _Where:
     """Builds an AND-ed WHERE clause; `exact` turns False when some condition
     was too large for SQL and must be re-checked in Python."""
@@ -512,7 +524,7 @@ class JDState:
         return row
 
     async def propose_job(self, node_id: str, spec: str, labels: Sequence[Label]) -> Proposal:
-        ext_id = _validate.spec_external_job_id(spec)
+        ext_id = await _spec_external_job_id(spec)
         pairs = _validate.labels(labels)
         if not node_id:
             raise InvalidArgumentError("node_id is required")
@@ -524,7 +536,7 @@ class JDState:
         """Per-node results: (proposals by node id, error messages by node id)."""
         if not node_ids:
             raise InvalidArgumentError("node_ids is empty; name at least one node")
-        ext_id = _validate.spec_external_job_id(spec)
+        ext_id = await _spec_external_job_id(spec)
         pairs = _validate.labels(labels)
         ok: dict[str, Proposal] = {}
         failed: dict[str, str] = {}

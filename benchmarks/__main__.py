@@ -56,7 +56,11 @@ How it is measured:
   ListProposals is checked). CPU seconds of both processes are given too:
   on a machine shared with other work, wall time mostly measures the
   neighbours. Memory is each process's RSS growth divided by the nodes.
-- (g) sends one expensive request at a time to an embedded JD in a child
+- (g) runs a rollout through the task helpers on an in-process embedded JD:
+  `propose` by selector, then `wait_for_proposals`, while a node-side task
+  approves each proposal as soon as it sees it (`EmbeddedJD.approve_proposal`,
+  one write each). Client, server and node side share one event loop.
+- (h) sends one expensive request at a time to an embedded JD in a child
   process (grpcio, byte serializers) while a second grpcio channel sends
   Health/Check back to back, 5 ms apart; the worst and median latency of
   those checks are reported (target: the worst under 100 ms).
@@ -143,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default="abcdefg",
+        default="abcdefgh",
         help="sections to run, e.g. --only e or --only cd (default: all)",
     )
     args = parser.parse_args(argv)

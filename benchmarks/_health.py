@@ -1,4 +1,4 @@
-"""(g) Health latency while the embedded JD serves one expensive request.
+"""(h) Health latency while the embedded JD serves one expensive request.
 
 The target (issue 10, item 4) is that health answers within 100 ms under any
 single request. One heavy call at a time goes to a JD in its own process
@@ -112,7 +112,7 @@ async def bench_health(sz: Sizes, report: Report) -> None:
                     outcomes.add(outcome)
                 report.add(
                     Row(
-                        "g",
+                        "h",
                         f"Health Check latency during one {what}",
                         f"max {ms(max(waits))}",
                         notes=f"median {ms(statistics.median(waits))} over {len(waits)} checks; "

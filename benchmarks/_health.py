@@ -76,8 +76,8 @@ async def bench_health(sz: Sizes, report: Report) -> None:
                 response_deserializer=_identity,
             )
             await check(b"", timeout=30)
-            comment = "# " + "x" * int(3.9 * MiB) + "\n"
-            keys = "".join(f"k{i} = {i}\n" for i in range(max(100, int(sz.nodes * 100))))
+            comment = "# " + "x" * int(0.95 * MiB) + "\n"  # the rulebook caps specs at 1 MiB
+            keys = "".join(f"k{i} = {i}\n" for i in range(max(100, int(sz.nodes * 65))))
             cases: list[tuple[str, str, Callable[[], bytes]]] = [
                 (
                     f"ProposeJob with a {len(comment) / MiB:.1f} MiB spec (one long comment)",

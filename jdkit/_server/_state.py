@@ -583,7 +583,9 @@ class JDState:
         job_labels: list[tuple[str, str, str | None]] = []
         props: list[list[Any]] = []
         results: dict[str, Proposal] = {}  # in the caller's order
-        for node_id, plan in plans.items():
+        for i, (node_id, plan) in enumerate(plans.items()):
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # 10,000 nodes are ~0.35 s of CPU: let others in
             if plan.job is not None:
                 results[node_id] = await self._insert_proposal(tx, plan)
                 continue

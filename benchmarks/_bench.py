@@ -860,7 +860,7 @@ async def profile_by_package(fn: Callable[[], Awaitable[Any]], n: int) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = frozenset("abcde")
+SECTIONS = frozenset("abcdef")
 
 
 async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) -> Report:
@@ -871,6 +871,11 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
     if "a" in only:
         print("(a) start time", flush=True)
         await bench_start(sz, report)
+    if "f" in only:
+        from benchmarks._nodes import bench_nodes
+
+        print(f"(f) {sz.nodes:,} simulated nodes over the node-facing protocol", flush=True)
+        await bench_nodes(sz.nodes, report)
     if not only & set("bcde"):
         return report
     async with server_process() as addr:
@@ -892,7 +897,7 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
         finally:
             await jd.aclose()
             await channel.close()
-    order = {k: i for i, k in enumerate("abcde")}
+    order = {k: i for i, k in enumerate("abcdef")}
     report.rows.sort(key=lambda r: order[r.key])  # stable: keeps order within a section
     return report
 

@@ -7,8 +7,10 @@ Every RPC is an async method taking and returning the generated dataclasses
 (`jdkit.pb`). Each call runs through the interceptor chain composed once in
 `__init__`, outermost first:
 
-    deadline -> your interceptors -> dry-run -> retry -> auth -> transport
+    [tracing] -> [min_version] -> deadline -> your interceptors -> dry-run
+        -> retry -> [retry events] -> auth -> transport
 
+(bracketed ones only when their option is set)
 so your interceptors see each call once, with its deadline set, whether it
 is then journaled (dry-run: writes stop there, reads go on) or sent; retries
 happen below them, and each attempt gets a fresh token from auth. Failures
@@ -162,6 +164,18 @@ class JobDistributor:
 
             self._version_check = VersionCheck(self, options.min_version)
             chain.insert(0, self._version_check)
+        if options.tracing is not False:
+            from jdkit.otel import AttemptEvents, TracingInterceptor
+
+            chain.insert(
+                0,
+                TracingInterceptor(
+                    None if options.tracing is True else options.tracing,
+                    server_address=self.target.host,
+                    server_port=self.target.port,
+                    dry_run=options.dry_run is not False,
+                ),
+            )
         self.journal: Journal | None = None
         if options.dry_run is not False:
             from jdkit._dryrun import DryRunInterceptor, Journal
@@ -170,6 +184,8 @@ class JobDistributor:
             self.journal = dry if isinstance(dry, Journal) else Journal()
             chain.append(DryRunInterceptor(self.journal))
         chain.append(RetryInterceptor(self.retry_policy))
+        if options.tracing is not False:
+            chain.append(AttemptEvents())
         if options.auth is not None:
             from jdkit.auth._interceptor import build_auth_interceptor
 

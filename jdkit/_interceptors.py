@@ -4,9 +4,13 @@ grpclib has no interceptors, so jdkit composes its own, once, when the client
 is built (grpc.aio style): each interceptor gets the call and a `proceed`
 function for the rest of the chain. The built-in order, outermost first:
 
-    DeadlineInterceptor  ->  user interceptors  ->  DryRunInterceptor (dry-run only)
-        ->  RetryInterceptor  ->  AuthInterceptor  ->  transport (grpclib channel;
-        errors mapped)
+    [TracingInterceptor]  ->  [VersionCheck]  ->  DeadlineInterceptor
+        ->  user interceptors  ->  DryRunInterceptor (dry-run only)
+        ->  RetryInterceptor  ->  [AttemptEvents]  ->  AuthInterceptor
+        ->  transport (grpclib channel, jdkit's framing; errors mapped)
+
+(bracketed: only with the `tracing` / `min_version` options). Tracing is
+outermost so a span sees the call's final outcome, deadline included.
 
 User interceptors sit outside dry-run so they see a planned write exactly as
 they would see it sent (a metrics interceptor counts both); dry-run sits

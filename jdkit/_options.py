@@ -97,6 +97,8 @@ class ClientOptions:
     with calls in flight that often; no answer within `keepalive_timeout`
     closes it (None: no pings). `min_version`: the lowest JD version
     (`AppService/Version`) to accept, checked once before the first call.
+    `tracing`: True (the global TracerProvider) or a TracerProvider gives one
+    OpenTelemetry span per call (see `jdkit.otel`; needs `jdkit[otel]`).
     `compression` ("gzip" or "deflate"; default None) compresses requests of
     1 KiB or more and asks the server for compressed replies; compressed
     replies are decompressed within `max_receive_message_size`.
@@ -116,6 +118,7 @@ class ClientOptions:
     keepalive_time: float | None = 30.0
     keepalive_timeout: float = 10.0
     min_version: str | None = None
+    tracing: Any = False
     compression: str | None = None
 
     def __post_init__(self) -> None:
@@ -166,6 +169,19 @@ class ClientOptions:
             from jdkit._version import parse_version
 
             parse_version("min_version", self.min_version)
+        if self.tracing is not False and self.tracing is not True:
+            if not callable(getattr(self.tracing, "get_tracer", None)):
+                raise ConfigError(
+                    "tracing",
+                    f"expected a bool or a TracerProvider, got {type(self.tracing).__name__}",
+                )
+        if self.tracing is not False:
+            try:
+                import opentelemetry.trace  # noqa: F401
+            except ImportError:
+                raise ConfigError(
+                    "tracing", "needs OpenTelemetry: pip install 'jdkit[otel]'"
+                ) from None
         if not isinstance(self.dry_run, bool):
             from jdkit._dryrun import Journal
 

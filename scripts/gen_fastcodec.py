@@ -68,11 +68,19 @@ def wire_of(proto_type: str) -> int:
     return 2
 
 
+#: The packages of the JD gRPC API (what `jdkit.pb` imports). The node
+#: protocol's messages stay out: importing them here would cost every client
+#: their import time, and they travel over wsrpc, not this codec.
+PACKAGES = ("jdkit._proto.api.", "jdkit._proto.google.", "jdkit._proto.grpc.")
+
+
 def messages() -> list[type[bp.Message]]:
     import jdkit._proto as root
 
     found: dict[str, type[bp.Message]] = {}
     for info in pkgutil.walk_packages(root.__path__, "jdkit._proto."):
+        if not info.name.startswith(PACKAGES):
+            continue
         mod = importlib.import_module(info.name)
         for name, obj in vars(mod).items():
             if (

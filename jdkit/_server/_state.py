@@ -544,14 +544,88 @@ class JDState:
                     chunk,
                 ):
                     states[row[0]] = row[1:]
-            for node_id in wanted:
+            await self._propose_batch(tx, wanted, states, ext_id, spec, pairs, ok, failed)
+        return ok, failed
+
+    async def _propose_batch(
+        self,
+        tx: Tx,
+        node_ids: list[str],
+        states: dict[str, Row],
+        ext_id: str,
+        spec: str,
+        pairs: LabelPairs,
+        ok: dict[str, Proposal],
+        failed: dict[str, str],
+    ) -> None:
+        """The batch's proposals in a handful of statements, not five per node.
+
+        The common case, a spec new to every node, becomes one read (which
+        nodes already have this job, in chunks) and three executemany writes
+        (jobs, their labels, proposals); the proposals are built from what was
+        written instead of read back. Re-proposals and refused nodes take the
+        one-node path, so their answers are exactly the single call's.
+        """
+        have: set[str] = set()
+        for i in range(0, len(node_ids), MAX_SQL_ITEMS):
+            chunk = node_ids[i : i + MAX_SQL_ITEMS]
+            marks = ", ".join("?" for _ in chunk)
+            for row in await tx.fetchall(
+                f"SELECT node_id FROM jd_jobs WHERE uuid = ? AND node_id IN ({marks})",
+                [ext_id, *chunk],
+            ):
+                have.add(row[0])
+        labels_json = _labels_json(pairs)
+        proposed, delivered = int(ProposalStatus.PROPOSED), ProposalDeliveryStatus.DELIVERED
+        jobs: list[list[Any]] = []
+        job_labels: list[tuple[str, str, str | None]] = []
+        props: list[list[Any]] = []
+        results: dict[str, Proposal | None] = {}  # in the caller's order
+        for node_id in node_ids:
+            node = states.get(node_id)
+            if node is None or not node[0] or node_id in have:
                 try:
-                    ok[node_id] = await self._propose_in(
-                        tx, node_id, states.get(node_id), ext_id, spec, pairs
+                    results[node_id] = await self._propose_in(
+                        tx, node_id, node, ext_id, spec, pairs
                     )
                 except (NotFoundError, FailedPreconditionError) as exc:
                     failed[node_id] = exc.message
-        return ok, failed
+                continue
+            now, prop_id, job_id = now_us(), new_id("prop"), new_id("job")
+            jobs.append([job_id, ext_id, node_id, json.dumps([prop_id]), labels_json, now, now])
+            job_labels.extend((job_id, k, v) for k, v in pairs)
+            delivery = (
+                delivered
+                if self._delivered_on_create(node_id, bool(node[1]))
+                else ProposalDeliveryStatus.UNSPECIFIED
+            )
+            props.append([prop_id, job_id, 1, proposed, int(delivery), spec, now, now])
+            when = to_datetime(now)
+            results[node_id] = Proposal(
+                id=prop_id,
+                job_id=job_id,
+                revision=1,
+                status=ProposalStatus.PROPOSED,
+                delivery_status=delivery,
+                spec=spec,
+                created_at=when,
+                updated_at=when,
+            )
+        if jobs:
+            await tx.executemany(
+                f"INSERT INTO jd_jobs ({_JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)", jobs
+            )
+        if job_labels:
+            await tx.executemany(
+                "INSERT INTO jd_job_labels (owner_id, lkey, lvalue) VALUES (?, ?, ?)", job_labels
+            )
+        if props:
+            await tx.executemany(
+                f"INSERT INTO jd_proposals ({_PROP_COLS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                props,
+            )
+        ok.update((n, p) for n, p in results.items() if p is not None)
 
     async def _propose(self, node_id: str, ext_id: str, spec: str, pairs: LabelPairs) -> Proposal:
         async with self.db.transaction(write=True) as tx:

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 
-from jdkit import _redact
+from jdkit import _redact, _tracing
 from jdkit._exceptions import AuthError, ConfigError
 from jdkit.auth._tokens import Clock, Token, TokenSource, token_problem
 
@@ -114,7 +114,10 @@ class TokenManager:
 
     async def _fetch(self) -> Token:
         try:
-            token = await self.source.fetch()
+            with _tracing.span(
+                "jdkit.auth.refresh", {"jdkit.auth.source": type(self.source).__name__}
+            ):
+                token = await self.source.fetch()
         except Exception as exc:
             old, now = self._token, self._clock()
             if old is not None and not old.expired(now):

@@ -30,6 +30,7 @@ PUBLIC = [
     "jdkit.pb",
     "jdkit.selectors",
     "jdkit.display",
+    "jdkit.otel",
 ]
 PRIVATE_IMPORT = re.compile(r"^\s*(from\s+jdkit\._|import\s+jdkit\._)|\bjdkit\._[a-z]", re.M)
 

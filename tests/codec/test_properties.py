@@ -399,7 +399,7 @@ ALL_GENERATED = sorted(DECODERS, key=lambda c: f"{c.__module__}.{c.__name__}")
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_every_generated_codec_matches_betterproto2(cls: Any, data: st.DataObject) -> None:
-    # beyond the API's request/response types: nested types and the node protocol's
+    # beyond the API's request/response types: every nested type on its own
     msg = data.draw(messages(cls, depth=2))
     try:
         raw = bytes(msg)

@@ -25,6 +25,15 @@ SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dry_run_plan.py": ((), ("Dry-run plan: 3 writes (none sent)", "nothing was written")),
     "metrics_interceptor.py": ((), ("GetNode", "NOT_FOUND=2", "INVALID_ARGUMENT=1")),
     "custom_provider.py": ((), ("after a restart the JD still knows: ['persistent']",)),
+    "simulated_node.py": (
+        ("websockets", "OpenSSL"),
+        (
+            "GetNode: is_connected=True version=2.21.0",
+            "ListProposals: APPROVED / ACKNOWLEDGED, revision 1",
+            "chain configs the node reported: ['11155111']",
+            "simulated node example finished",
+        ),
+    ),
     "cognito_auth.py": (
         ("moto", "boto3", "aiobotocore", "jwt", "httpx"),
         (

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
@@ -117,6 +118,16 @@ def _check_options(name: str, opts: CallOptions) -> None:
     if "retry" in opts and not isinstance(opts["retry"], RetryPolicy):
         ClientOptions(retry=opts["retry"])  # raises ConfigError("retry", ...)
     check_metadata("metadata", opts.get("metadata"))
+
+
+#: Request ids: 64 random bits per process, then a counter (32 hex digits). As
+#: unique as uuid4 for telling calls apart, without a urandom syscall per call.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def _request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 class CallOptions(TypedDict, total=False):
@@ -321,7 +332,7 @@ class JobDistributor:
         extra = opts.get("metadata")
         md = {**self._metadata, **extra} if extra else dict(self._metadata)
         if "x-request-id" not in md:
-            md["x-request-id"] = uuid.uuid4().hex
+            md["x-request-id"] = _request_id()
         return md
 
     async def _transport_unary(self, call: Call) -> Message:

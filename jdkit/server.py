@@ -12,7 +12,9 @@ call's bearer token (`Verifier` is the type of such a hook, `bearer_token`
 reads the token from an `authorization` value). `DEV_CSA_SECRET` is the
 published secret a server without one seals its CSA key with: for tests
 only. `serve` runs a server until SIGINT/SIGTERM, as
-`jdkit serve` does. Behaviour follows the JD semantics the SDK documents;
+`jdkit serve` does. `ServerLimits` bounds what one caller may cost
+(`EmbeddedJD.start(limits=...)`: message sizes, per-connection caps,
+timeouts). Behaviour follows the JD semantics the SDK documents;
 where the upstream record is silent, the choices are written in the server's
 state docstring.
 """
@@ -20,11 +22,13 @@ state docstring.
 from jdkit._server import DEV_CSA_SECRET, EmbeddedJD
 from jdkit._server import serve_forever as serve
 from jdkit._server._auth import JWKSVerifier, StaticTokenVerifier, Verifier, bearer_token
+from jdkit._server._limits import ServerLimits
 
 __all__ = [
     "DEV_CSA_SECRET",
     "EmbeddedJD",
     "JWKSVerifier",
+    "ServerLimits",
     "StaticTokenVerifier",
     "Verifier",
     "bearer_token",

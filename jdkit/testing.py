@@ -403,7 +403,8 @@ def jd_server_factory(
     _jd_server.__doc__ = (
         "An embedded JD (jdkit.testing.ThreadedJD) in a background thread, shared by the tests "
         "of its scope. Play the node with `await jd_server.approve_proposal(id)`, "
-        "`reject_proposal`, `cancel_proposal`, `set_node_connected`, `add_chain_config`."
+        "`reject_proposal`, `cancel_proposal`, `set_node_connected`, `add_chain_config`, "
+        "or with real simulated nodes on its node port (`jd_nodes`, when started with node_port=)."
     )
     return pytest.fixture(scope=scope)(_jd_server)
 
@@ -493,6 +494,11 @@ def simulated_node_factory(
 
         yield make
 
+    _nodes.__doc__ = (
+        f"make(**options) -> jdkit.SimulatedNode for the node port of `{server_fixture_name}`: "
+        "register `node.public_key`, then `async with make(on_proposal='approve') as node:`; "
+        "the node answers proposals over the real node-facing protocol (jdkit[node])."
+    )
     return pytest.fixture(scope=scope)(_nodes)
 
 

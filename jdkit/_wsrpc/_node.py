@@ -303,6 +303,7 @@ class SimulatedNode:
                 self.last_error = exc
                 if not self._first.done():
                     self._first.set_exception(exc)
+                    self._first.exception()  # start(wait=False) may never await it
                     return
                 log.warning("%s: %s", self.name, exc)
             except (

@@ -214,3 +214,29 @@ async def test_unknown_method_from_the_jd_side_view(env: Env) -> None:
     p = await env.proposal(prop.id)
     assert p.delivery_status == job.ProposalDeliveryStatus.UNSPECIFIED
     await still_serving(env)
+
+
+async def test_node_side_read_limit_closes_an_oversized_message(env: Env) -> None:
+    """The node's limit (100 MB by default, per the facts) is enforced: here a
+    node that allows 2 KB gets a 5 KB ProposeJob and drops the connection."""
+    n = env.node(on_proposal="ignore", max_size=2048)
+    node_id = await env.register(n)
+    async with n:
+        big = job.ProposeJobRequest(node_id=node_id, spec=_spec_with_padding(5000))
+        await env.jd.propose_job(big)
+        await eventually(lambda: n.connections >= 1 and not n.connected, what="node dropped it")
+        assert n.proposals == []
+        assert (
+            "1009" in str(n.last_error)
+            or "too big" in str(n.last_error).lower()
+            or ("protocol error" in str(n.last_error))
+        )
+
+
+def _spec_with_padding(size: int) -> str:
+    import uuid
+
+    return (
+        'type = "offchainreporting2"\nschemaVersion = 1\n'
+        f'externalJobID = "{uuid.uuid4()}"\n# {"x" * size}\n'
+    )

@@ -59,6 +59,7 @@ from jdkit._interceptors import (
 )
 from jdkit._methods import METHODS
 from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_metadata, check_timeout
+from jdkit._redact import register_metadata
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
 from jdkit._tasks import _pagers, _requests, _rollout, _status, _waiters
 from jdkit._tasks._requests import LabelsLike, SelectorLike
@@ -118,6 +119,7 @@ def _check_options(name: str, opts: CallOptions) -> None:
     if "retry" in opts and not isinstance(opts["retry"], RetryPolicy):
         ClientOptions(retry=opts["retry"])  # raises ConfigError("retry", ...)
     check_metadata("metadata", opts.get("metadata"))
+    register_metadata(opts.get("metadata"))
 
 
 #: Request ids: 64 random bits per process, then a counter (32 hex digits). As

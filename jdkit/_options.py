@@ -20,6 +20,7 @@ from jdkit._channel import Target, TLSConfig, parse_target
 from jdkit._compression import ENCODINGS
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
+from jdkit._redact import register_metadata
 from jdkit._retry import RetryPolicy
 from jdkit._transport import DEFAULT_MAX_RECEIVE
 
@@ -86,7 +87,10 @@ class ClientOptions:
     `allow_insecure_auth` is True (None, the default: the provider decides;
     only a provider that started the JD itself on loopback allows them).
     `interceptors` run between the deadline and dry-run, in the order given.
-    `metadata` is sent with every call. `dry_run`: True, or a `Journal` to
+    `metadata` is sent with every call; the values of credential keys
+    (`authorization`, or a key naming a token, secret, password, api-key or
+    cookie) are treated as secrets: kept out of logs (`jdkit._redact`) and of
+    this repr. `dry_run`: True, or a `Journal` to
     record into, gives a client whose writes are journaled instead of sent.
 
     Transport: `max_receive_message_size` (bytes, default 4 MiB as grpc-go's
@@ -150,6 +154,7 @@ class ClientOptions:
         check_metadata("metadata", self.metadata)
         if self.metadata is not None:
             object.__setattr__(self, "metadata", dict(self.metadata))
+            register_metadata(self.metadata)  # hpack logs every header it sends
         for name in ("max_receive_message_size", "max_send_message_size"):
             size = getattr(self, name)
             if size is not None and (

@@ -914,7 +914,13 @@ class JobDistributor:
         another final status (REJECTED, CANCELLED, REVOKED) or was still
         undecided after `timeout` seconds (None: no limit). Polls back off
         from 50 ms to 1 s; `progress(reached, total)` is called after each.
-        A dry run returns the planned proposals at once (no node answers one).
+        A bad `status` or `timeout` is a `ConfigError` naming it.
+
+        Under dry-run it returns at once, without error, the planned
+        proposals as they are (PROPOSED): nothing was sent, so no node can
+        answer, and waiting could only time out. So a script can be planned
+        end to end; check `jd.journal` (or `rollout.dry_run`) before reading
+        the statuses as approvals.
         """
         return await _waiters.wait_for_proposals(
             self, proposals, status=status, timeout=timeout, progress=progress, **opts

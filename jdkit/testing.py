@@ -46,7 +46,14 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlparse
 
-import pytest
+try:
+    import pytest
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
+    if exc.name != "pytest":
+        raise
+    raise ImportError(
+        "jdkit.testing needs pytest: install it with pip install 'jdkit[pytest]'"
+    ) from exc
 from grpclib.client import Channel
 from grpclib.config import Configuration
 

@@ -242,7 +242,11 @@ class ClientOptions:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **changes: Any) -> ClientOptions:
-        """Options from the environment (all optional but the URL), then `changes`.
+        """Options from the environment (all optional), then `changes`.
+
+        Without `JD_GRPC_URL` the target is None, as `jdkit.connect()` reads
+        it: the provider decides (`EmbeddedProvider` starts a JD; a remote
+        provider, `RemoteConfig.from_env` and the CLI require the URL).
 
         | variable | meaning |
         |---|---|
@@ -255,9 +259,7 @@ class ClientOptions:
         | `JD_TOKEN`, `JD_OAUTH2_*`, `JD_COGNITO_*` | a token source, see `jdkit.auth.from_env` |
         """
         env = os.environ if env is None else env
-        url = env.get(ENV_URL, "").strip()
-        if not url:
-            raise ConfigError(ENV_URL, "is not set; expected host:port of the JD gRPC API")
+        url = env.get(ENV_URL, "").strip() or None
         tls_files = {
             k: env.get(f"JD_TLS_{k.upper()}") or None
             for k in ("ca_file", "cert_file", "key_file", "server_name")

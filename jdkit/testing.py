@@ -59,6 +59,7 @@ from grpclib.config import Configuration
 
 from jdkit._channel import open_channel
 from jdkit._client import JobDistributor
+from jdkit._exceptions import ConfigError
 from jdkit._options import ClientOptions
 
 if TYPE_CHECKING:
@@ -524,8 +525,10 @@ def jd_remote_factory(
 
     def _jd_remote() -> Iterator[JobDistributor]:
         environ = os.environ if env is None else env
-        if not environ.get("JD_GRPC_URL", "").strip() and skip_without_url:
-            pytest.skip("JD_GRPC_URL is not set: no remote JD to test against")
+        if not environ.get("JD_GRPC_URL", "").strip():
+            if skip_without_url:
+                pytest.skip("JD_GRPC_URL is not set: no remote JD to test against")
+            raise ConfigError("JD_GRPC_URL", "is not set: no remote JD to test against")
         opts = ClientOptions.from_env(environ, **client_options)
         client, channel = any_loop_client(options=opts)
         try:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.asyncio
 
 def _count_writes(jd: JobDistributor) -> list[int]:
     """Wrap the connection's real asyncio transport to record each write's size."""
-    conn = jd._channel._protocol.processor.connection  # type: ignore[union-attr]
+    conn: Any = jd._channel._protocol.processor.connection  # type: ignore[union-attr]
     real: Any = conn._jdkit_writer._transport
     sizes: list[int] = []
     write = real.write
@@ -31,10 +31,11 @@ def _count_writes(jd: JobDistributor) -> list[int]:
 async def test_headers_and_message_go_out_in_one_write() -> None:
     async with EmbeddedJD.start() as srv, JobDistributor.connect(srv.address) as jd:
         reg = await jd.register_node(node.RegisterNodeRequest(name="n", public_key="ab" * 32))
+        assert reg.node is not None
         sizes = _count_writes(jd)
         for _ in range(3):
             got = await jd.get_node(id=reg.node.id)
-            assert got.node.name == "n"
+            assert got.node is not None and got.node.name == "n"
         assert len(sizes) == 3  # one per call: HEADERS and DATA together
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -60,6 +61,14 @@ CSA_SECRET_VAR = "CSA_KEY_ENCRYPTION_SECRET"
     metavar="BYTES",
     help="largest reply message sent (default: no limit, as grpc-go)",
 )
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="log to stderr from this level; info: one line per call (method, status, "
+    "duration, x-request-id)",
+)
 @read_command
 def serve(
     host: str,
@@ -70,6 +79,7 @@ def serve(
     insecure_dev_secret: bool,
     max_receive_message_size: int | None,
     max_send_message_size: int | None,
+    log_level: str,
 ) -> int:
     """Run jdkit's embedded JD until Ctrl-C / SIGTERM.
 
@@ -80,6 +90,12 @@ def serve(
     st = state()
     st.refuse_connection_flags("serve")
     out = st.output()
+    # the same format as `python -m jdkit._server` (JDKIT_LOG_LEVEL there)
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     allowed = list(tokens)
     if token_file is not None:
         try:

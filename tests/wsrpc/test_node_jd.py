@@ -345,3 +345,23 @@ async def test_batch_propose_reaches_every_connected_node(env: Env) -> None:
             await n.wait_until(functools.partial(_approved_first, n))
     finally:
         await asyncio.gather(*(n.stop() for n in nodes))
+
+
+async def test_from_env_serves_node_rpc_port() -> None:
+    from jdkit import JobDistributor
+    from jdkit._server import EmbeddedJD
+
+    env = {
+        "JDKIT_HOST": "127.0.0.1",
+        "PORT": "0",
+        "HEALTHZ_PORT": "0",
+        "NODE_RPC_PORT": "0",
+        "CSA_KEY_ENCRYPTION_SECRET": "from-env-secret",
+    }
+    async with EmbeddedJD.from_env(env) as srv:
+        assert srv.node_port
+        async with JobDistributor.connect(srv.address, timeout=10) as jd:
+            n = SimulatedNode(srv.node_address, await jd.get_csa_public_key())
+            await jd.register_node(node.RegisterNodeRequest(name="env", public_key=n.public_key))
+            async with n:
+                assert n.connected

@@ -56,6 +56,10 @@ How it is measured:
   ListProposals is checked). CPU seconds of both processes are given too:
   on a machine shared with other work, wall time mostly measures the
   neighbours. Memory is each process's RSS growth divided by the nodes.
+- (g) runs a rollout through the task helpers on an in-process embedded JD:
+  `propose` by selector, then `wait_for_proposals`, while a node-side task
+  approves each proposal as soon as it sees it (`EmbeddedJD.approve_proposal`,
+  one write each). Client, server and node side share one event loop.
 """
 
 
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        default="abcdef",
+        default="abcdefg",
         help="sections to run, e.g. --only e or --only cd (default: all)",
     )
     args = parser.parse_args(argv)

@@ -860,7 +860,7 @@ async def profile_by_package(fn: Callable[[], Awaitable[Any]], n: int) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = frozenset("abcdef")
+SECTIONS = frozenset("abcdefg")
 
 
 async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) -> Report:
@@ -876,6 +876,11 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
 
         print(f"(f) {sz.nodes:,} simulated nodes over the node-facing protocol", flush=True)
         await bench_nodes(sz.nodes, report)
+    if "g" in only:
+        from benchmarks._rollout import bench_rollout
+
+        print("(g) propose + wait_for_proposals, node side approving", flush=True)
+        await bench_rollout(sz, report)
     if not only & set("bcde"):
         return report
     async with server_process() as addr:
@@ -897,7 +902,7 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
         finally:
             await jd.aclose()
             await channel.close()
-    order = {k: i for i, k in enumerate("abcdef")}
+    order = {k: i for i, k in enumerate("abcdefg")}
     report.rows.sort(key=lambda r: order[r.key])  # stable: keeps order within a section
     return report
 

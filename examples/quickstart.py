@@ -1,7 +1,9 @@
 """Quickstart: the whole JD flow against the embedded JD, no set-up needed.
 
-Starts jdkit's embedded Job Distributor, registers two nodes, proposes a job
-to both, plays node 1 approving it, then lists jobs and proposals.
+Starts jdkit's embedded Job Distributor, registers three labelled nodes,
+proposes a job to the `env=dev` ones, plays the nodes approving it, waits for
+the approvals and shows the rollout status; then rolls out revision 2 and
+shows who is behind.
 
     ./dev quickstart          (or: python examples/quickstart.py)
 """
@@ -14,12 +16,11 @@ import time
 import uuid
 
 import jdkit
-from jdkit.pb import job, label, node
 
 SPEC = """\
 type = "offchainreporting2"
 schemaVersion = 1
-name = "eth-usd feed"
+name = "eth-usd feed {version}"
 externalJobID = "{external_id}"
 """
 
@@ -31,49 +32,36 @@ async def main() -> None:
         print(f"embedded JD at {jd.target}, version {(await jd.version()).version}")
         print(f"JD CSA public key: {await jd.get_csa_public_key()}")
 
-        nodes = []
-        for name in ("node-a", "node-b"):
-            got = await jd.register_node(
-                node.RegisterNodeRequest(
-                    name=name,
-                    public_key=os.urandom(32).hex(),
-                    labels=[
-                        label.Label(key="env", value="dev"),
-                        label.Label(key="team", value="feeds"),
-                    ],
-                )
-            )
-            assert got.node is not None
-            nodes.append(got.node)
-            print(f"registered {got.node.name} as {got.node.id}")
+        ids = {}
+        for name, env in (("node-a", "dev"), ("node-b", "dev"), ("node-c", "prod")):
+            n = await jd.ensure_node(name, os.urandom(32).hex(), [f"env={env}", "team=feeds"])
+            ids[name] = n.id
+            print(f"registered {n.name} as {n.id}")
 
-        spec = SPEC.format(external_id=uuid.uuid4())
-        batch = await jd.batch_propose_job(
-            job.BatchProposeJobRequest(node_ids=[n.id for n in nodes], spec=spec)
+        external_id = str(uuid.uuid4())
+        rollout = await jd.propose(
+            SPEC.format(version="v1", external_id=external_id), nodes="env=dev"
         )
+        print(f"\nproposed to {len(rollout.proposals)} nodes, {len(rollout.failed)} failed")
+
+        # Play the nodes' part: each approves the proposal it received.
+        for proposal in rollout.proposals.values():
+            await provider.server.approve_proposal(proposal.id)
+        approved = await jd.wait_for_proposals(rollout, timeout=30)
+        print(f"approved by {len(approved)} nodes\n")
+        jdkit.show(await jd.rollout_status(external_id, nodes="env=dev"))
+
+        # Revision 2: the same externalJobID again; only node-a answers this time.
+        v2 = await jd.propose(SPEC.format(version="v2", external_id=external_id), nodes="env=dev")
+        await provider.server.approve_proposal(v2.proposals[ids["node-a"]].id)
+        status = await jd.rollout_status(external_id, nodes="env=dev")
+        behind = status.not_reached("APPROVED", revision=2)
         print(
-            f"proposed to {len(batch.success_responses)} nodes, "
-            f"{len(batch.failed_responses)} failed"
+            f"\nrevision 2: {len(behind)} node(s) not yet approved: "
+            + ", ".join(r.node_name for r in behind)
         )
-
-        # Play node-a's part: it approves the proposal it received.
-        first = batch.success_responses[nodes[0].id].proposal
-        assert first is not None
-        await provider.server.approve_proposal(first.id)
-
-        jobs = await jd.list_jobs(
-            job.ListJobsRequest(filter=job.ListJobsRequestFilter(selectors=[]))
-        )
-        proposals = await jd.list_proposals()
-        print(f"\n{'job':<32} {'node':<32} proposals")
-        for j in jobs.jobs:
-            print(f"{j.id:<32} {j.node_id:<32} {len(j.proposal_ids)}")
-        print(f"\n{'proposal':<32} rev status")
-        for p in proposals.proposals:
-            print(f"{p.id:<32} {p.revision:>3} {p.status.name}")
-
-        approved = [p for p in proposals.proposals if p.status == job.ProposalStatus.APPROVED]
-        assert len(approved) == 1 and approved[0].id == first.id
+        jdkit.show(status)
+        assert len(behind) == 1
     print(f"\nquickstart finished in {time.perf_counter() - started:.2f}s")
 
 

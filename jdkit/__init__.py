@@ -22,11 +22,11 @@ given; `__version__`.
 
 from typing import TYPE_CHECKING
 
+# The core (errors, the RPC table, messages, selectors) is imported now; the
+# client side on first use. So `import jdkit.server` and the embedded JD load
+# no client module (the package is imported before any of its submodules),
+# and the Docker and node-protocol names need their extras only when used.
 from jdkit import pb, selectors
-from jdkit._channel import TLSConfig
-from jdkit._client import CallOptions, JobDistributor, ServingStatus
-from jdkit._display import show, table
-from jdkit._dryrun import Journal, JournalEntry
 from jdkit._exceptions import (
     AlreadyExistsError,
     AuthError,
@@ -51,27 +51,31 @@ from jdkit._exceptions import (
     VersionError,
     WrongEventLoopError,
 )
-from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 from jdkit._methods import METHODS, WRITES, Method
-from jdkit._options import ClientOptions
-from jdkit._providers import (
-    EmbeddedProvider,
-    Provider,
-    ProviderNotInitializedError,
-    RemoteConfig,
-    RemoteProvider,
-    connect,
-)
-from jdkit._retry import RetryPolicy
-from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
 
 if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
+    from jdkit._channel import TLSConfig
+    from jdkit._client import CallOptions, JobDistributor, ServingStatus
+    from jdkit._display import show, table
+    from jdkit._dryrun import Journal, JournalEntry
+    from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
+    from jdkit._options import ClientOptions
+    from jdkit._providers import (
+        EmbeddedProvider,
+        Provider,
+        ProviderNotInitializedError,
+        RemoteConfig,
+        RemoteProvider,
+        connect,
+    )
     from jdkit._providers._docker import (
         DockerConfig,
         DockerProvider,
         DockerProviderError,
         sweep_docker,
     )
+    from jdkit._retry import RetryPolicy
+    from jdkit._tasks import NodeRollout, ProposalWaitError, Rollout, RolloutStatus
     from jdkit._wsrpc._api import (
         JDKeyMismatchError,
         NodeAlreadyConnectedError,
@@ -86,41 +90,69 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
 
 __version__ = "0.1.0"
 
-_LAZY = frozenset({"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"})
-
-_NODE = {
-    "SimulatedNode",
-    "SimulatedFleet",
-    "ReceivedProposal",
-    "NodeProtocolError",
-    "NodeKeyRefusedError",
-    "JDKeyMismatchError",
-    "NodeAlreadyConnectedError",
-    "WsrpcCallError",
-    "WsrpcTimeoutError",
+#: name -> the module (relative to this package) that defines it
+_LAZY: dict[str, str] = {
+    "TLSConfig": "._channel",
+    "CallOptions": "._client",
+    "JobDistributor": "._client",
+    "ServingStatus": "._client",
+    "show": "._display",
+    "table": "._display",
+    "Journal": "._dryrun",
+    "JournalEntry": "._dryrun",
+    "Call": "._interceptors",
+    "Interceptor": "._interceptors",
+    "Message": "._interceptors",
+    "StreamNext": "._interceptors",
+    "UnaryNext": "._interceptors",
+    "ClientOptions": "._options",
+    "EmbeddedProvider": "._providers",
+    "Provider": "._providers",
+    "ProviderNotInitializedError": "._providers",
+    "RemoteConfig": "._providers",
+    "RemoteProvider": "._providers",
+    "connect": "._providers",
+    # the Docker provider needs the `docker` extra
+    "DockerConfig": "._providers",
+    "DockerProvider": "._providers",
+    "DockerProviderError": "._providers",
+    "sweep_docker": "._providers",
+    "RetryPolicy": "._retry",
+    "NodeRollout": "._tasks",
+    "ProposalWaitError": "._tasks",
+    "Rollout": "._tasks",
+    "RolloutStatus": "._tasks",
+    # the node protocol needs the `node` extra
+    **dict.fromkeys(
+        (
+            "SimulatedNode",
+            "SimulatedFleet",
+            "ReceivedProposal",
+            "NodeProtocolError",
+            "NodeKeyRefusedError",
+            "JDKeyMismatchError",
+            "NodeAlreadyConnectedError",
+            "WsrpcCallError",
+            "WsrpcTimeoutError",
+        ),
+        "._wsrpc._api",
+    ),
 }
 
 
 def __getattr__(name: str) -> object:
-    # DockerProvider & co. need the optional `docker` extra: resolved on use.
-    if name in _LAZY:
-        from jdkit import _providers
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+    import importlib
 
-        value = getattr(_providers, name)
-        globals()[name] = value
-        return value
-    if name in _NODE:
-        # the node protocol needs the optional `node` extra: resolved on use
-        from jdkit._wsrpc import _api
-
-        value = getattr(_api, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY | _NODE)
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -1,35 +1,51 @@
 """Dry-run: reads go through, writes are recorded and never sent.
 
 Which RPC is a write comes from the one table in `_methods.py`. Each write is
-answered with a response synthesized from the request (and, where it helps,
-from reads of the current state: e.g. the revision a proposal would get), and
-recorded in a `Journal` that renders as a plan a deployment script can print
-before doing it for real.
+decided by the same rulebook the embedded JD uses (`jdkit._core.rules`), over
+a view of the server's state (read through the rest of the chain) merged with
+this dry run's own planned writes; the answer is recorded in a `Journal` that
+renders as a plan a deployment script can print before doing it for real.
+Reads see the planned writes too (read-your-writes), so a script that
+registers a node and then proposes to it by selector can be planned end to end.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
 
-from jdkit._exceptions import (
-    AlreadyExistsError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    NotFoundError,
-    RPCError,
-    error_for_status,
+from jdkit._core import rules, validate
+from jdkit._core.match import (
+    check_paging,
+    job_matches,
+    node_matches,
+    paginate,
+    proposal_matches,
 )
+from jdkit._core.validate import LabelPairs
+from jdkit._exceptions import NotFoundError, RPCError, error_for_status
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
 from jdkit._json import to_json_dict
 from jdkit._methods import METHODS
 from jdkit.pb import job, label, node, probation, protobuf
 
 _PREFIX = "dryrun_"
+
+
+@dataclass
+class Overlay:
+    """Objects as this dry run's writes left them, by id: new ones (ids with
+    the `dryrun_` prefix, in the order planned) and changed copies of the
+    server's. An object here hides the server's version of it."""
+
+    nodes: dict[str, node.Node] = field(default_factory=dict)
+    jobs: dict[str, job.Job] = field(default_factory=dict)
+    proposals: dict[str, job.Proposal] = field(default_factory=dict)
+    policies: dict[str, probation.RollbackPolicy] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +76,8 @@ class Journal:
 
     entries: list[JournalEntry] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
-    #: Objects "created" by this dry run, so later writes can refer to them.
-    _nodes: dict[str, node.Node] = field(default_factory=dict, repr=False)
-    _jobs: dict[tuple[str, str], job.Job] = field(default_factory=dict, repr=False)
-    _proposals: dict[str, job.Proposal] = field(default_factory=dict, repr=False)
+    #: What this dry run's writes would have made the state: later writes and reads see it.
+    _overlay: Overlay = field(default_factory=lambda: Overlay(), repr=False)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -79,9 +93,7 @@ class Journal:
 
     def clear(self) -> None:
         self.entries.clear()
-        self._nodes.clear()
-        self._jobs.clear()
-        self._proposals.clear()
+        self._overlay = Overlay()
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps([e.to_dict() for e in self.entries], indent=indent)
@@ -126,311 +138,433 @@ def _summary(entry: JournalEntry) -> str:
     return json.dumps(fields, sort_keys=True, default=str)
 
 
-def _external_id(spec: str) -> str | None:
-    """The spec's externalJobID for the plan text (journaled specs passed JD's check)."""
-    from jdkit._server import _validate
-
-    try:
-        return _validate.spec_external_job_id(spec)
-    except InvalidArgumentError:
-        return None
+_external_id = validate.external_job_id_or_none
 
 
 class DryRunInterceptor(Interceptor):
-    """Answers writes from the journal; forwards reads.
+    """Answers writes from the rulebook and the journal's overlay; merges the
+    overlay into reads.
 
-    Each answer is what JD would say given the current state (read through
-    the rest of the chain) plus this dry run's own earlier writes: the same
-    validation, the same refusals (unknown or disabled node, duplicate key,
-    deleted job, revoking a non-latest proposal), the revision JD would
-    assign. Nothing is ever sent for a write.
+    Each answer is what JD would say given the current state plus this dry
+    run's own earlier writes: the same validation and refusals in the same
+    order, the revision JD would assign. Nothing is ever sent for a write.
     """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
 
+    @property
+    def _o(self) -> Overlay:
+        return self.journal._overlay
+
     async def unary(self, call: Call, proceed: UnaryNext) -> Message:
+        name = call.method.name
         if not call.method.write:
-            return await proceed(call)
-        synth = getattr(self, "_" + call.method.name, None)
+            merge = getattr(self, "_read_" + name, None)
+            if merge is None:
+                return await proceed(call)
+            return await self._answer(call, merge(call, _Reader(call, proceed)))
+        synth = getattr(self, "_" + name, None)
         assert synth is not None, f"no dry-run answer for {call.method.path}"
-        try:
-            response: Message = await synth(call.request, _Reader(call, proceed))
-        except RPCError as exc:
-            if exc.method == call.method.path:
-                raise
-            # the caller asked for the write, whatever read found the problem
-            raise error_for_status(exc.code, exc.message, method=call.method.path) from exc
+        response = await self._answer(call, synth(call.request, _View(self._o, call, proceed)))
         self.journal.entries.append(
             JournalEntry(call.method.path, call.request, response, datetime.now(UTC))
         )
         return response
 
-    # -- nodes
+    @staticmethod
+    async def _answer(call: Call, answer: Awaitable[Message]) -> Message:
+        try:
+            return await answer
+        except RPCError as exc:
+            if exc.method == call.method.path:
+                raise
+            # the caller asked for this call, whatever read or rule found the problem
+            raise error_for_status(exc.code, exc.message, method=call.method.path) from exc
 
-    async def _node(self, node_id: str, read: _Reader) -> node.Node:
-        """The node as this dry run sees it (its own writes applied)."""
-        if node_id not in self.journal._nodes:
-            got = await read("GetNode", node.GetNodeRequest(id=node_id))
-            assert isinstance(got, node.GetNodeResponse) and got.node is not None
-            self.journal._nodes[node_id] = got.node
-        return _copy(self.journal._nodes[node_id])
+    def _new_id(self, kind: str) -> str:
+        return self.journal.new_id(kind)
 
-    def _keep(self, n: node.Node) -> node.Node:
-        n.updated_at = datetime.now(UTC)
-        self.journal._nodes[n.id] = n
-        return n
+    # ------------------------------------------------------------ nodes
 
-    async def _RegisterNode(self, r: node.RegisterNodeRequest, read: _Reader) -> Message:
-        from jdkit._server import _validate
-
-        if not r.name:
-            raise InvalidArgumentError("name is required")
-        key = _validate.public_key(r.public_key)
-        _validate.labels(r.labels)
-        taken = [n.id for n in self.journal._nodes.values() if n.public_key.lower() == key]
-        if not taken:
-            try:
-                got = await read("GetNode", node.GetNodeRequest(public_key=key))
-                assert isinstance(got, node.GetNodeResponse) and got.node is not None
-                taken = [got.node.id]
-            except NotFoundError:
-                pass
-        if taken:
-            raise AlreadyExistsError(
-                f"a node with public_key {key} is already registered: {taken[0]}"
-            )
+    async def _RegisterNode(self, r: node.RegisterNodeRequest, view: _View) -> Message:
+        plan = await rules.register_node(view, r.name, r.public_key, r.labels)
         now = datetime.now(UTC)
         n = node.Node(
-            id=self.journal.new_id("node"),
-            name=r.name,
-            public_key=key,
+            id=self._new_id("node"),
+            name=plan.name,
+            public_key=plan.public_key,
             is_enabled=True,
             is_connected=False,
-            labels=list(r.labels),
-            created_at=now,
-        )
-        return node.RegisterNodeResponse(node=self._keep(n))
-
-    async def _UpdateNode(self, r: node.UpdateNodeRequest, read: _Reader) -> Message:
-        from jdkit._server import _validate
-
-        n = await self._node(r.id, read)
-        n.name = r.name or n.name
-        if r.public_key:
-            n.public_key = _validate.public_key(r.public_key)
-        if r.labels:
-            _validate.labels(r.labels)
-            n.labels = list(r.labels)
-        return node.UpdateNodeResponse(node=self._keep(n))
-
-    async def _EnableNode(self, r: node.EnableNodeRequest, read: _Reader) -> Message:
-        n = await self._node(r.id, read)
-        n.is_enabled = True
-        return node.EnableNodeResponse(node=self._keep(n))
-
-    async def _DisableNode(self, r: node.DisableNodeRequest, read: _Reader) -> Message:
-        n = await self._node(r.id, read)
-        n.is_enabled = False
-        return node.DisableNodeResponse(node=self._keep(n))
-
-    # -- jobs
-
-    async def _seed(self, node_ids: list[str], ext: str, read: _Reader) -> None:
-        """One read for the existing jobs of (node, externalJobID) pairs not seen yet."""
-        unseen = [
-            n for n in node_ids if not n.startswith(_PREFIX) and (n, ext) not in self.journal._jobs
-        ]
-        if not unseen:
-            return
-        got = await read(
-            "ListJobs",
-            job.ListJobsRequest(
-                filter=job.ListJobsRequestFilter(node_ids=unseen, uuids=[ext], include_deleted=True)
-            ),
-        )
-        assert isinstance(got, job.ListJobsResponse)
-        for j in got.jobs:
-            self.journal._jobs[(j.node_id, ext)] = j
-
-    def _propose_to(self, n: node.Node, ext: str, spec: str) -> job.Proposal:
-        if not n.is_enabled:
-            raise FailedPreconditionError(
-                f"node {n.id} is disabled; enable it before proposing jobs to it"
-            )
-        now = datetime.now(UTC)
-        j = self.journal._jobs.get((n.id, ext))
-        if j is None:
-            j = job.Job(id=self.journal.new_id("job"), uuid=ext, node_id=n.id, created_at=now)
-            self.journal._jobs[(n.id, ext)] = j
-        j.deleted_at = None  # proposing again brings a deleted job back, as JD does
-        j.updated_at = now
-        p = job.Proposal(
-            id=self.journal.new_id("prop"),
-            revision=len(j.proposal_ids) + 1,
-            status=job.ProposalStatus.PROPOSED,
-            delivery_status=job.ProposalDeliveryStatus.DELIVERED
-            if n.is_connected
-            else job.ProposalDeliveryStatus.UNSPECIFIED,
-            spec=spec,
-            job_id=j.id,
+            labels=_to_labels(plan.labels),
             created_at=now,
             updated_at=now,
         )
-        j.proposal_ids = [*j.proposal_ids, p.id]
-        self.journal._proposals[p.id] = p
-        return p
+        self._o.nodes[n.id] = n
+        return node.RegisterNodeResponse(node=_copy(n))
 
-    async def _ProposeJob(self, r: job.ProposeJobRequest, read: _Reader) -> Message:
-        from jdkit._server import _validate
+    async def _UpdateNode(self, r: node.UpdateNodeRequest, view: _View) -> Message:
+        change = await rules.update_node(view, r.id, r.name, r.public_key, r.labels)
+        n = _copy(change.node)
+        if change.changed:
+            n.name = change.name if change.name is not None else n.name
+            n.public_key = change.public_key if change.public_key is not None else n.public_key
+            if change.labels is not None:
+                n.labels = _to_labels(change.labels)
+            n.updated_at = datetime.now(UTC)
+            self._o.nodes[n.id] = n
+        return node.UpdateNodeResponse(node=_copy(n))
 
-        ext = _validate.spec_external_job_id(r.spec)
-        _validate.labels(r.labels)
-        if not r.node_id:
-            raise InvalidArgumentError("node_id is required")
-        n = await self._node(r.node_id, read)
-        await self._seed([n.id], ext, read)
-        return job.ProposeJobResponse(proposal=self._propose_to(n, ext, r.spec))
+    async def _set_enabled(self, node_id: str, enabled: bool, view: _View) -> node.Node:
+        n = _copy(await rules.set_node_enabled(view, node_id))
+        if n.is_enabled != enabled:
+            n.is_enabled, n.updated_at = enabled, datetime.now(UTC)
+            self._o.nodes[n.id] = n
+        return _copy(n)
 
-    async def _BatchProposeJob(self, r: job.BatchProposeJobRequest, read: _Reader) -> Message:
-        from jdkit._server import _validate
+    async def _EnableNode(self, r: node.EnableNodeRequest, view: _View) -> Message:
+        return node.EnableNodeResponse(node=await self._set_enabled(r.id, True, view))
 
-        if not r.node_ids:
-            raise InvalidArgumentError("node_ids is empty; name at least one node")
-        ext = _validate.spec_external_job_id(r.spec)
-        _validate.labels(r.labels)
-        wanted = [n for n in dict.fromkeys(r.node_ids) if n]
-        unknown = [n for n in wanted if n not in self.journal._nodes and not n.startswith(_PREFIX)]
-        if unknown:  # one read for the state of every node not seen yet
-            got = await read(
-                "ListNodes",
-                node.ListNodesRequest(filter=node.ListNodesRequestFilter(ids=unknown)),
+    async def _DisableNode(self, r: node.DisableNodeRequest, view: _View) -> Message:
+        return node.DisableNodeResponse(node=await self._set_enabled(r.id, False, view))
+
+    # ------------------------------------------------------------- jobs
+
+    def _apply(self, plan: rules.NewProposal) -> job.Proposal:
+        now = datetime.now(UTC)
+        prop_id = self._new_id("prop")
+        if plan.job is None:
+            j = job.Job(
+                id=self._new_id("job"),
+                uuid=plan.uuid,
+                node_id=plan.node.id,
+                labels=_to_labels(plan.labels),
+                created_at=now,
             )
-            assert isinstance(got, node.ListNodesResponse)
-            for n in got.nodes:
-                self.journal._nodes[n.id] = n
-        await self._seed(wanted, ext, read)
-        ok: dict[str, job.ProposeJobResponse] = {}
-        failed: dict[str, job.ProposeJobFailure] = {}
-        for node_id in r.node_ids:
-            if not node_id:
-                failed[node_id] = job.ProposeJobFailure(error_message="node id is empty")
-            elif node_id not in self.journal._nodes:
-                failed[node_id] = job.ProposeJobFailure(error_message=f"node {node_id!r} not found")
-            elif node_id not in ok:
-                try:
-                    p = self._propose_to(self.journal._nodes[node_id], ext, r.spec)
-                    ok[node_id] = job.ProposeJobResponse(proposal=p)
-                except FailedPreconditionError as exc:
-                    failed[node_id] = job.ProposeJobFailure(error_message=exc.message)
-        return job.BatchProposeJobResponse(success_responses=ok, failed_responses=failed)
+        else:
+            j = _copy(plan.job)
+            j.deleted_at = None  # proposing again brings a deleted job back, as JD does
+            if plan.labels:
+                j.labels = _to_labels(plan.labels)
+        j.proposal_ids = [*j.proposal_ids, prop_id]
+        j.updated_at = now
+        self._o.jobs[j.id] = j
+        p = job.Proposal(
+            id=prop_id,
+            job_id=j.id,
+            revision=plan.revision,
+            status=job.ProposalStatus.PROPOSED,
+            delivery_status=job.ProposalDeliveryStatus.DELIVERED
+            if plan.delivered
+            else job.ProposalDeliveryStatus.UNSPECIFIED,
+            spec=plan.spec,
+            created_at=now,
+            updated_at=now,
+        )
+        self._o.proposals[p.id] = p
+        return _copy(p)
 
-    async def _job(self, job_id: str, read: _Reader) -> job.Job:
-        for j in self.journal._jobs.values():
-            if j.id == job_id:
-                return j
-        if not job_id:
-            raise InvalidArgumentError("id is required")
-        got = await read("GetJob", job.GetJobRequest(id=job_id))
-        assert isinstance(got, job.GetJobResponse) and got.job is not None
-        # keyed by (node, externalJobID) like the jobs this run creates
-        self.journal._jobs[(got.job.node_id, got.job.uuid)] = got.job
-        return got.job
+    async def _ProposeJob(self, r: job.ProposeJobRequest, view: _View) -> Message:
+        plan = await rules.propose_job(view, r.node_id, r.spec, r.labels)
+        return job.ProposeJobResponse(proposal=self._apply(plan))
 
-    async def _proposal_by_id(self, prop_id: str, read: _Reader) -> job.Proposal:
-        if prop_id not in self.journal._proposals:
-            got = await read("GetProposal", job.GetProposalRequest(id=prop_id))
-            assert isinstance(got, job.GetProposalResponse) and got.proposal is not None
-            self.journal._proposals[prop_id] = got.proposal
-        return self.journal._proposals[prop_id]
+    async def _BatchProposeJob(self, r: job.BatchProposeJobRequest, view: _View) -> Message:
+        batch = await rules.batch_propose_job(view, r.node_ids, r.spec, r.labels)
+        return job.BatchProposeJobResponse(
+            success_responses={
+                n: job.ProposeJobResponse(proposal=self._apply(p))
+                for n, p in batch.proposals.items()
+            },
+            failed_responses={
+                n: job.ProposeJobFailure(error_message=m) for n, m in batch.failed.items()
+            },
+        )
 
-    async def _RevokeJob(self, r: job.RevokeJobRequest, read: _Reader) -> Message:
-        ident, named = r.id or "", None
-        try:
-            j = await self._job(ident, read)
-        except NotFoundError:
-            # the id may name a proposal (the protocol comment says so)
-            named = await self._proposal_by_id(ident, read)
-            j = await self._job(named.job_id, read)
-        if not j.proposal_ids:
-            raise FailedPreconditionError(f"job {j.id} has no proposal to revoke")
-        latest = await self._proposal_by_id(j.proposal_ids[-1], read)
-        if named is not None and named.id != latest.id:
-            raise FailedPreconditionError(
-                f"proposal {named.id} is not the latest proposal of job {j.id} "
-                f"(that is {latest.id}, revision {latest.revision}); only the latest can be revoked"
-            )
-        if latest.status not in (job.ProposalStatus.PROPOSED, job.ProposalStatus.CANCELLED):
-            raise FailedPreconditionError(
-                f"proposal {latest.id} (revision {latest.revision}) is {latest.status.name}; "
-                "only a PROPOSED or CANCELLED proposal can be revoked"
-            )
-        revoked = _copy(latest)
-        revoked.status, revoked.updated_at = job.ProposalStatus.REVOKED, datetime.now(UTC)
-        self.journal._proposals[revoked.id] = revoked
-        return job.RevokeJobResponse(proposal=revoked)
+    async def _RevokeJob(self, r: job.RevokeJobRequest, view: _View) -> Message:
+        latest = await rules.revoke_job(view, rules.job_ident(r.id, r.uuid))
+        p = _copy(latest)
+        p.status, p.updated_at = job.ProposalStatus.REVOKED, datetime.now(UTC)
+        self._o.proposals[p.id] = p
+        return job.RevokeJobResponse(proposal=_copy(p))
 
-    async def _DeleteJob(self, r: job.DeleteJobRequest, read: _Reader) -> Message:
-        j = await self._job(r.id or "", read)
-        if j.deleted_at is not None:
-            raise FailedPreconditionError(f"job {j.id} was already deleted at {j.deleted_at}")
+    async def _DeleteJob(self, r: job.DeleteJobRequest, view: _View) -> Message:
+        j = _copy(await rules.delete_job(view, rules.job_ident(r.id, r.uuid)))
         j.deleted_at = j.updated_at = datetime.now(UTC)
+        self._o.jobs[j.id] = j
         return job.DeleteJobResponse(job=_copy(j))
 
-    async def _UpdateJob(self, r: job.UpdateJobRequest, read: _Reader) -> Message:
-        from jdkit._server import _validate
-
-        j = await self._job(r.id or "", read)
-        if j.deleted_at is not None:
-            raise FailedPreconditionError(f"job {j.id} is deleted; it cannot be updated")
-        if r.labels:
-            _validate.labels(r.labels)
-            j.labels = list(r.labels)
-        if r.rollback_policy_id is not None:
-            await read(
-                "GetRollbackPolicy",
-                probation.GetRollbackPolicyRequest(id=str(r.rollback_policy_id)),
-            )
-            j.rollback_policy_id = r.rollback_policy_id
-        j.updated_at = datetime.now(UTC)
+    async def _UpdateJob(self, r: job.UpdateJobRequest, view: _View) -> Message:
+        ident = rules.job_ident(r.id, r.uuid)
+        change = await rules.update_job(view, ident, r.labels, r.rollback_policy_id)
+        j = _copy(change.job)
+        if change.changed:
+            if change.labels is not None:
+                j.labels = _to_labels(change.labels)
+            if change.rollback_policy_id is not None:
+                j.rollback_policy_id = change.rollback_policy_id
+            j.updated_at = datetime.now(UTC)
+            self._o.jobs[j.id] = j
         return job.UpdateJobResponse(job=_copy(j))
 
-    # -- rollback policies
-
-    @staticmethod
-    def _check_policy(policy: protobuf.Struct | None) -> None:
-        try:
-            (policy or protobuf.Struct()).to_dict()
-        except (ValueError, TypeError, AssertionError, AttributeError) as exc:
-            raise InvalidArgumentError(
-                f"policy is not a valid google.protobuf.Struct: {exc}"
-            ) from None
+    # ------------------------------------------------ rollback policies
 
     async def _CreateRollbackPolicy(
-        self, r: probation.CreateRollbackPolicyRequest, read: _Reader
+        self, r: probation.CreateRollbackPolicyRequest, view: _View
     ) -> Message:
-        self._check_policy(r.policy)
+        text = rules.create_policy(r.policy)
         now = datetime.now(UTC)
-        return probation.CreateRollbackPolicyResponse(
-            rollback_policy=probation.RollbackPolicy(
-                id=self.journal.new_id("policy"), policy=r.policy, created_at=now, updated_at=now
+        pol = probation.RollbackPolicy(
+            id=self._new_id("policy"),
+            policy=protobuf.Struct.from_dict(json.loads(text)),
+            created_at=now,
+            updated_at=now,
+        )
+        self._o.policies[pol.id] = pol
+        return probation.CreateRollbackPolicyResponse(rollback_policy=_copy(pol))
+
+    async def _UpdateRollbackPolicy(
+        self, r: probation.UpdateRollbackPolicyRequest, view: _View
+    ) -> Message:
+        current, text = await rules.update_policy(view, r.id, r.policy)
+        pol = _copy(current)
+        pol.policy = protobuf.Struct.from_dict(json.loads(text))
+        pol.updated_at = datetime.now(UTC)
+        self._o.policies[pol.id] = pol
+        return probation.UpdateRollbackPolicyResponse(rollback_policy=_copy(pol))
+
+    # ------------------------------------------- reads see planned writes
+
+    async def _read_GetNode(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, node.GetNodeRequest)
+        if not self._o.nodes:
+            return await read.same()
+        try:
+            got = await read.same()
+            assert isinstance(got, node.GetNodeResponse)
+            found = [got.node] if got.node and got.node.id not in self._o.nodes else []
+            missing: RPCError = NotFoundError(f"no node with id {r.id!r}")
+        except NotFoundError as exc:
+            found, missing = [], exc
+        key = (r.public_key or "").lower()
+        for n in [*self._o.nodes.values(), *found]:
+            if (not r.id or n.id == r.id) and (not key or n.public_key == key):
+                return node.GetNodeResponse(node=_copy(n))
+        raise missing
+
+    async def _read_ListNodes(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, node.ListNodesRequest)
+        if not self._o.nodes:
+            return await read.same()
+        check_paging(r.page_size, r.page)
+        flt = r.filter or node.ListNodesRequestFilter()
+        got = await read("ListNodes", node.ListNodesRequest(filter=flt))
+        assert isinstance(got, node.ListNodesResponse)
+        nodes = _merged(got.nodes, self._o.nodes, lambda n: node_matches(flt, n))
+        return node.ListNodesResponse(
+            nodes=paginate(nodes, r.page_size, r.page), total_count=len(nodes)
+        )
+
+    async def _read_GetJob(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, job.GetJobRequest)
+        if r.id in self._o.jobs:
+            return job.GetJobResponse(job=_copy(self._o.jobs[r.id]))
+        return await read.same()
+
+    async def _read_ListJobs(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, job.ListJobsRequest)
+        got = await read.same()
+        if not self._o.jobs:
+            return got
+        assert isinstance(got, job.ListJobsResponse)
+        flt = r.filter or job.ListJobsRequestFilter()
+        return job.ListJobsResponse(
+            jobs=_merged(got.jobs, self._o.jobs, lambda j: job_matches(flt, j))
+        )
+
+    async def _read_GetProposal(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, job.GetProposalRequest)
+        if r.id in self._o.proposals:
+            return job.GetProposalResponse(proposal=_copy(self._o.proposals[r.id]))
+        return await read.same()
+
+    async def _read_ListProposals(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, job.ListProposalsRequest)
+        got = await read.same()
+        if not self._o.proposals:
+            return got
+        assert isinstance(got, job.ListProposalsResponse)
+        ids = r.filter.ids if r.filter else []
+        job_ids = r.filter.job_ids if r.filter else []
+        return job.ListProposalsResponse(
+            proposals=_merged(
+                got.proposals, self._o.proposals, lambda p: proposal_matches(ids, job_ids, p)
             )
         )
 
-    async def _UpdateRollbackPolicy(
-        self, r: probation.UpdateRollbackPolicyRequest, read: _Reader
-    ) -> Message:
-        self._check_policy(r.policy)
-        created = None
-        if not r.id.startswith(_PREFIX):
-            got = await read("GetRollbackPolicy", probation.GetRollbackPolicyRequest(id=r.id))
-            assert isinstance(got, probation.GetRollbackPolicyResponse)
-            created = got.rollback_policy.created_at if got.rollback_policy else None
-        return probation.UpdateRollbackPolicyResponse(
-            rollback_policy=probation.RollbackPolicy(
-                id=r.id, policy=r.policy, created_at=created, updated_at=datetime.now(UTC)
+    async def _read_GetRollbackPolicy(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, probation.GetRollbackPolicyRequest)
+        if r.id in self._o.policies:
+            pol = _copy(self._o.policies[r.id])
+            return probation.GetRollbackPolicyResponse(rollback_policy=pol)
+        return await read.same()
+
+    async def _read_ListRollbackPolicies(self, call: Call, read: _Reader) -> Message:
+        r = call.request
+        assert isinstance(r, probation.ListRollbackPoliciesRequest)
+        got = await read.same()
+        if not self._o.policies:
+            return got
+        assert isinstance(got, probation.ListRollbackPoliciesResponse)
+        ids = r.filter.ids if r.filter else []
+        return probation.ListRollbackPoliciesResponse(
+            rollback_policies=_merged(
+                got.rollback_policies,
+                self._o.policies,
+                lambda p: not ids or p.id in ids,
+                key=lambda p: (int(p.id), ""),
             )
         )
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def created_at(self) -> datetime | None: ...
+
+
+Obj = TypeVar("Obj", bound=_Identified)
+
+
+def _created(x: _Identified) -> tuple[Any, ...]:
+    return (x.created_at or _EPOCH, x.id)
+
+
+def _merged(
+    server: list[Obj],
+    planned: dict[str, Obj],
+    keep: Callable[[Obj], bool],
+    key: Callable[[Obj], tuple[Any, ...]] = _created,
+) -> list[Obj]:
+    """The server's answer with this dry run's objects applied: changed
+    copies replace (or drop) the server's, in the server's order; new ones
+    follow in the order they were planned."""
+    existing = [x for x in server if x.id not in planned]
+    existing += [x for x in planned.values() if not x.id.startswith(_PREFIX) and keep(x)]
+    existing.sort(key=key)
+    new = [x for x in planned.values() if x.id.startswith(_PREFIX) and keep(x)]
+    return [cast(Obj, _copy(cast(Message, x))) for x in existing + new]
+
+
+def _to_labels(pairs: LabelPairs) -> list[label.Label]:
+    return [label.Label(key=k, value=v) for k, v in pairs]
+
+
+_Job: TypeAlias = job.Job  # `job` is a method name inside _View
+_Proposal: TypeAlias = job.Proposal
+
+
+class _View:
+    """The rulebook's `StateView` for a dry run: the server's state (read
+    through the rest of the chain) with this dry run's planned writes applied."""
+
+    def __init__(self, overlay: Overlay, call: Call, proceed: UnaryNext) -> None:
+        self._o = overlay
+        self._read = _Reader(call, proceed)
+
+    async def _get(self, name: str, request: Message) -> Message | None:
+        try:
+            return await self._read(name, request)
+        except NotFoundError:
+            return None
+
+    async def nodes(self, ids: Sequence[str]) -> dict[str, node.Node]:
+        out = {i: self._o.nodes[i] for i in ids if i in self._o.nodes}
+        rest = [i for i in dict.fromkeys(ids) if i not in out]
+        if rest:
+            got = await self._read(
+                "ListNodes", node.ListNodesRequest(filter=node.ListNodesRequestFilter(ids=rest))
+            )
+            assert isinstance(got, node.ListNodesResponse)
+            out.update((n.id, n) for n in got.nodes)
+        return out
+
+    async def node_with_key(self, public_key: str) -> node.Node | None:
+        for n in self._o.nodes.values():
+            if n.public_key == public_key:
+                return n
+        got = await self._get("GetNode", node.GetNodeRequest(public_key=public_key))
+        assert got is None or isinstance(got, node.GetNodeResponse)
+        if got is None or got.node is None or got.node.id in self._o.nodes:
+            return None  # (a node the overlay holds has another key by now)
+        return got.node
+
+    async def job(self, job_id: str) -> _Job | None:
+        if job_id in self._o.jobs:
+            return self._o.jobs[job_id]
+        got = await self._get("GetJob", job.GetJobRequest(id=job_id))
+        assert got is None or isinstance(got, job.GetJobResponse)
+        return got.job if got is not None else None
+
+    async def jobs_for(self, node_ids: Sequence[str], uuid: str) -> dict[str, _Job]:
+        wanted = set(node_ids)
+        out = {
+            j.node_id: j for j in self._o.jobs.values() if j.uuid == uuid and j.node_id in wanted
+        }
+        rest = [n for n in dict.fromkeys(node_ids) if n not in out]
+        if rest:
+            got = await self._read(
+                "ListJobs",
+                job.ListJobsRequest(
+                    filter=job.ListJobsRequestFilter(
+                        node_ids=rest, uuids=[uuid], include_deleted=True
+                    )
+                ),
+            )
+            assert isinstance(got, job.ListJobsResponse)
+            out.update((j.node_id, j) for j in got.jobs if j.id not in self._o.jobs)
+        return out
+
+    async def proposal(self, prop_id: str) -> _Proposal | None:
+        if prop_id in self._o.proposals:
+            return self._o.proposals[prop_id]
+        got = await self._get("GetProposal", job.GetProposalRequest(id=prop_id))
+        assert got is None or isinstance(got, job.GetProposalResponse)
+        return got.proposal if got is not None else None
+
+    async def latest_proposals(self, job_ids: Sequence[str]) -> dict[str, _Proposal]:
+        if not job_ids:
+            return {}
+        got = await self._read(
+            "ListProposals",
+            job.ListProposalsRequest(filter=job.ListProposalsRequestFilter(job_ids=list(job_ids))),
+        )
+        assert isinstance(got, job.ListProposalsResponse)
+        wanted = set(job_ids)
+        out: dict[str, _Proposal] = {}
+        mine = [p for p in self._o.proposals.values() if p.job_id in wanted]
+        for p in [*(p for p in got.proposals if p.id not in self._o.proposals), *mine]:
+            if p.job_id not in out or p.revision > out[p.job_id].revision:
+                out[p.job_id] = p
+        return out
+
+    async def policy(self, policy_id: str) -> probation.RollbackPolicy | None:
+        if policy_id in self._o.policies:
+            return self._o.policies[policy_id]
+        got = await self._get("GetRollbackPolicy", probation.GetRollbackPolicyRequest(id=policy_id))
+        assert got is None or isinstance(got, probation.GetRollbackPolicyResponse)
+        return got.rollback_policy if got is not None else None
 
 
 class _Reader:
@@ -438,6 +572,10 @@ class _Reader:
 
     def __init__(self, call: Call, proceed: UnaryNext) -> None:
         self._call, self._proceed = call, proceed
+
+    async def same(self) -> Message:
+        """The caller's own read, unchanged."""
+        return await self._proceed(self._call)
 
     async def __call__(self, name: str, request: Message) -> Message:
         method = _READS[name]

@@ -29,6 +29,7 @@ import os
 import re
 import struct
 import time
+import traceback
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ from h2.settings import SettingCodes, Settings
 
 from jdkit import _compression
 from jdkit._codec import FastCodec, decode, has_fast_decoder
-from jdkit._exceptions import InvalidArgumentError, NotFoundError, RPCError
+from jdkit._core.caps import CapExceeded, check_counts
+from jdkit._core.rules import job_ident
+from jdkit._exceptions import NotFoundError, RPCError
 from jdkit._methods import WRITES
 from jdkit._proto.api.app.v1 import AppServiceBase, VersionRequest, VersionResponse
 from jdkit._proto.api.csa.v1 import (
@@ -140,6 +143,10 @@ class Codec(FastCodec):
     stays for any type without one."""
 
     def decode(self, data: bytes, message_type: Any) -> Any:
+        try:  # the rulebook's caps on repeated fields, before decoding costs anything
+            check_counts(data, message_type)
+        except CapExceeded as exc:
+            raise GRPCError(Status.INVALID_ARGUMENT, str(exc)) from None
         try:
             if not has_fast_decoder(message_type):
                 check_wire(data, message_type)
@@ -515,8 +522,22 @@ def _to_grpc(path: str, exc: Exception) -> GRPCError:
         return GRPCError(exc.status, _clip(exc.message or ""), exc.details)
     if isinstance(exc, RPCError):
         return GRPCError(exc.code, _clip(exc.message))
-    log.exception("unexpected error in %s", path, exc_info=exc)
+    log.error("unexpected error in %s\n%s", path, bounded_traceback(exc))
     return GRPCError(Status.INTERNAL, f"internal server error in {path}")
+
+
+#: A logged server error keeps this many characters of its traceback (head and
+#: tail): a deep recursion's traceback is hundreds of KB, one per call.
+MAX_LOGGED_TRACEBACK = 8192
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    if len(text) <= MAX_LOGGED_TRACEBACK:
+        return text
+    half = MAX_LOGGED_TRACEBACK // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n… {cut} characters of traceback left out …\n{text[-half:]}"
 
 
 def _guarded(
@@ -642,14 +663,7 @@ class _Servable:
 
 
 def _job_ident(req: GetJobRequest | RevokeJobRequest | DeleteJobRequest | UpdateJobRequest) -> str:
-    if req.id:
-        return req.id
-    if req.uuid is not None:
-        raise InvalidArgumentError(
-            "uuid is deprecated and ambiguous (one externalJobID can be a job on many nodes); "
-            "pass the job id, or find it with ListJobs filter.uuids"
-        )
-    raise InvalidArgumentError("id is required")
+    return job_ident(req.id, req.uuid)
 
 
 class NodeService(NodeServiceBase):

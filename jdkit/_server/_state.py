@@ -26,6 +26,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from jdkit._core import rules, validate
+from jdkit._core.match import (
+    check_enabled,
+    check_paging,
+    job_matches,
+    node_matches,
+    page_offset,
+    paginate,
+)
+from jdkit._core.validate import LabelPairs, labels_json, policy_num
 from jdkit._exceptions import (
     AlreadyExistsError,
     ConfigError,
@@ -51,12 +61,11 @@ from jdkit._proto.api.node.v1 import (
 )
 from jdkit._proto.api.probation.v1 import RollbackPolicy
 from jdkit._proto.google.protobuf import Struct
-from jdkit._server import _csa, _validate
+from jdkit._server import _csa
 from jdkit._server._db import Database, IntegrityViolation, Row, Tx
 from jdkit._server._ids import new_id, now_us, to_datetime
 from jdkit._server._schema import RESETTABLE, create_schema, next_counter
-from jdkit._server._selectors import MAX_SQL_ITEMS, label_map, matches, sql_condition
-from jdkit._server._validate import LabelPairs
+from jdkit._server._selectors import MAX_SQL_ITEMS, sql_condition
 
 #: Selectors beyond this many are checked in Python (bounds SQL size).
 MAX_SQL_SELECTORS = 32
@@ -74,10 +83,6 @@ _POLICY_COLS = "id, policy, created_at, updated_at"
 
 
 # ------------------------------------------------------------------ rows
-
-
-def _labels_json(pairs: LabelPairs) -> str:
-    return json.dumps([[k, v] for k, v in pairs])
 
 
 def _labels_from_json(text: str) -> list[Label]:
@@ -169,30 +174,6 @@ async def _with_reports(tx: Tx, nodes: list[Node]) -> list[Node]:
     return nodes
 
 
-def _policy_json(policy: Struct, field: str) -> str:
-    try:
-        return json.dumps(policy.to_dict())
-    except (ValueError, TypeError, AssertionError, AttributeError) as exc:
-        # AttributeError: a map entry whose Value is absent (betterproto2 gives None)
-        raise InvalidArgumentError(
-            f"{field} is not a valid google.protobuf.Struct: {exc}"
-        ) from None
-
-
-def _policy_num(pid: str) -> int | None:
-    """The row key of a policy id; None for strings no policy can have."""
-    if pid.isascii() and pid.isdigit() and len(pid) < 19 and str(int(pid)) == pid:
-        return int(pid)
-    return None
-
-
-def _status_name(status: int) -> str:
-    try:
-        return ProposalStatus(status).proto_name or str(status)
-    except ValueError:
-        return str(status)
-
-
 class _Where:
     """Builds an AND-ed WHERE clause; `exact` turns False when some condition
     was too large for SQL and must be re-checked in Python."""
@@ -226,6 +207,76 @@ class _Where:
     @property
     def sql(self) -> str:
         return (" WHERE " + " AND ".join(self.parts)) if self.parts else ""
+
+
+# ------------------------------------------------------------ rules' view
+
+
+def _chunks(items: Sequence[str]) -> list[list[str]]:
+    unique = list(dict.fromkeys(items))
+    return [unique[i : i + MAX_SQL_ITEMS] for i in range(0, len(unique), MAX_SQL_ITEMS)]
+
+
+def _marks(items: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in items)
+
+
+class _TxView:
+    """The rulebook's `StateView` over one open transaction, so a rule's
+    reads and the write it allows see the same state."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+
+    async def nodes(self, ids: Sequence[str]) -> dict[str, Node]:
+        out: dict[str, Node] = {}
+        for chunk in _chunks(ids):
+            sql = f"SELECT {_NODE_COLS} FROM jd_nodes WHERE id IN ({_marks(chunk)})"
+            for row in await self.tx.fetchall(sql, chunk):
+                out[row[0]] = _node(row)
+        return out
+
+    async def node_with_key(self, public_key: str) -> Node | None:
+        sql = f"SELECT {_NODE_COLS} FROM jd_nodes WHERE public_key = ?"
+        row = await self.tx.fetchone(sql, [public_key])
+        return None if row is None else _node(row)
+
+    async def job(self, job_id: str) -> Job | None:
+        row = await self.tx.fetchone(f"SELECT {_JOB_COLS} FROM jd_jobs WHERE id = ?", [job_id])
+        return None if row is None else _job(row)
+
+    async def jobs_for(self, node_ids: Sequence[str], uuid: str) -> dict[str, Job]:
+        out: dict[str, Job] = {}
+        for chunk in _chunks(node_ids):
+            sql = f"SELECT {_JOB_COLS} FROM jd_jobs WHERE uuid = ? AND node_id IN ({_marks(chunk)})"
+            for row in await self.tx.fetchall(sql, [uuid, *chunk]):
+                out[row[2]] = _job(row)
+        return out
+
+    async def proposal(self, prop_id: str) -> Proposal | None:
+        sql = f"SELECT {_PROP_COLS} FROM jd_proposals WHERE id = ?"
+        row = await self.tx.fetchone(sql, [prop_id])
+        return None if row is None else _proposal(row)
+
+    async def latest_proposals(self, job_ids: Sequence[str]) -> dict[str, Proposal]:
+        out: dict[str, Proposal] = {}
+        for chunk in _chunks(job_ids):
+            sql = (
+                f"SELECT {_PROP_COLS} FROM jd_proposals p WHERE job_id IN ({_marks(chunk)})"
+                " AND revision = (SELECT MAX(revision) FROM jd_proposals q"
+                " WHERE q.job_id = p.job_id)"
+            )
+            for row in await self.tx.fetchall(sql, chunk):
+                out[row[1]] = _proposal(row)
+        return out
+
+    async def policy(self, policy_id: str) -> RollbackPolicy | None:
+        num = policy_num(policy_id)
+        if num is None:
+            return None
+        sql = f"SELECT {_POLICY_COLS} FROM jd_rollback_policies WHERE id = ?"
+        row = await self.tx.fetchone(sql, [num])
+        return None if row is None else _policy(row)
 
 
 # ----------------------------------------------------------------- state
@@ -299,27 +350,19 @@ class JDState:
         )
 
     async def register_node(self, name: str, public_key: str, labels: Sequence[Label]) -> Node:
-        if not name:
-            raise InvalidArgumentError("name is required")
-        pk = _validate.public_key(public_key)
-        pairs = _validate.labels(labels)
         async with self.db.transaction(write=True) as tx:
-            other = await tx.fetchone("SELECT id FROM jd_nodes WHERE public_key = ?", [pk])
-            if other is not None:
-                raise AlreadyExistsError(
-                    f"a node with public_key {pk} is already registered: {other[0]}"
-                )
+            plan = await rules.register_node(_TxView(tx), name, public_key, labels)
             node_id, now = new_id("node"), now_us()
             try:
                 await tx.execute(
                     f"INSERT INTO jd_nodes ({_NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [node_id, name, pk, 1, 0, _labels_json(pairs), now, now],
+                    [node_id, plan.name, plan.public_key, 1, 0, labels_json(plan.labels), now, now],
                 )
             except IntegrityViolation:
                 raise AlreadyExistsError(
-                    f"a node with public_key {pk} is already registered"
+                    f"a node with public_key {plan.public_key} is already registered"
                 ) from None
-            await self._set_labels(tx, "jd_node_labels", node_id, pairs, replace=False)
+            await self._set_labels(tx, "jd_node_labels", node_id, plan.labels, replace=False)
             return _node(await self._node_row(tx, node_id))
 
     async def get_node(self, node_id: str, public_key: str | None) -> Node:
@@ -346,14 +389,10 @@ class JDState:
     async def list_nodes(
         self, flt: ListNodesRequestFilter | None, page_size: int, page: int
     ) -> tuple[list[Node], int]:
-        if page_size < 0:
-            raise InvalidArgumentError("page_size must be >= 0 (0 returns every match)")
-        if page < 0:
-            raise InvalidArgumentError("page must be >= 0 (pages are 1-based; 0 means 1)")
+        check_paging(page_size, page)
         flt = flt or ListNodesRequestFilter()
+        check_enabled(flt)
         enabled = flt.enabled
-        if enabled not in (EnableState.UNSPECIFIED, EnableState.ENABLED, EnableState.DISABLED):
-            raise InvalidArgumentError(f"filter.enabled: unknown EnableState value {int(enabled)}")
         keys = [k.lower() for k in flt.public_keys]
         w = _Where()
         w.in_list("id", flt.ids)
@@ -361,7 +400,7 @@ class JDState:
         if enabled != EnableState.UNSPECIFIED:
             w.add("is_enabled = ?", [1 if enabled == EnableState.ENABLED else 0])
         w.selectors(flt.selectors, "id", "jd_node_labels")
-        offset = (max(page, 1) - 1) * page_size
+        offset = page_offset(page_size, page)
         order = " ORDER BY created_at, id"
         async with self.db.transaction() as tx:
             if w.exact:
@@ -375,64 +414,50 @@ class JDState:
                 )
                 return await _with_reports(tx, [_node(r) for r in rows]), total
             rows = await tx.fetchall(f"SELECT {_NODE_COLS} FROM jd_nodes{w.sql}{order}", w.params)
-            ids, pks = set(flt.ids), set(keys)
-            nodes = [
-                n
-                for n in map(_node, rows)
-                if (not ids or n.id in ids)
-                and (not pks or n.public_key in pks)
-                and matches(label_map(n.labels), flt.selectors)
-            ]
-            total = len(nodes)
-            page_nodes = nodes[offset : offset + page_size] if page_size else nodes
-            return await _with_reports(tx, page_nodes), total
+            nodes = [n for n in map(_node, rows) if node_matches(flt, n)]
+            return await _with_reports(tx, paginate(nodes, page_size, page)), len(nodes)
 
     async def update_node(
         self, node_id: str, name: str, public_key: str, labels: Sequence[Label]
     ) -> Node:
-        pk = _validate.public_key(public_key) if public_key else ""
-        pairs = _validate.labels(labels)
         async with self.db.transaction(write=True) as tx:
-            row = await self._node_row(tx, node_id)
+            change = await rules.update_node(_TxView(tx), node_id, name, public_key, labels)
+            if not change.changed:
+                return (await _with_reports(tx, [change.node]))[0]
             sets: list[str] = []
             params: list[Any] = []
-            if name and name != row[1]:
+            if change.name is not None:
                 sets.append("name = ?")
-                params.append(name)
-            if pk and pk != row[2]:
-                other = await tx.fetchone("SELECT id FROM jd_nodes WHERE public_key = ?", [pk])
-                if other is not None:
-                    raise AlreadyExistsError(f"public_key {pk} already belongs to node {other[0]}")
+                params.append(change.name)
+            if change.public_key is not None:
                 sets.append("public_key = ?")
-                params.append(pk)
-            if pairs and _labels_json(pairs) != row[5]:
+                params.append(change.public_key)
+            if change.labels is not None:
                 sets.append("labels = ?")
-                params.append(_labels_json(pairs))
-                await self._set_labels(tx, "jd_node_labels", node_id, pairs, replace=True)
-            if sets:
-                sets.append("updated_at = ?")
-                params.append(now_us())
-                try:
-                    await tx.execute(
-                        f"UPDATE jd_nodes SET {', '.join(sets)} WHERE id = ?", [*params, node_id]
-                    )
-                except IntegrityViolation:
-                    raise AlreadyExistsError(
-                        f"public_key {pk} already belongs to another node"
-                    ) from None
-                row = await self._node_row(tx, node_id)
-            return (await _with_reports(tx, [_node(row)]))[0]
+                params.append(labels_json(change.labels))
+                await self._set_labels(tx, "jd_node_labels", node_id, change.labels, replace=True)
+            sets.append("updated_at = ?")
+            params.append(now_us())
+            try:
+                await tx.execute(
+                    f"UPDATE jd_nodes SET {', '.join(sets)} WHERE id = ?", [*params, node_id]
+                )
+            except IntegrityViolation:
+                raise AlreadyExistsError(
+                    f"public_key {change.public_key} already belongs to another node"
+                ) from None
+            return (await _with_reports(tx, [_node(await self._node_row(tx, node_id))]))[0]
 
     async def set_node_enabled(self, node_id: str, enabled: bool) -> Node:
         async with self.db.transaction(write=True) as tx:
-            row = await self._node_row(tx, node_id)
-            if bool(row[3]) != enabled:
-                await tx.execute(
-                    "UPDATE jd_nodes SET is_enabled = ?, updated_at = ? WHERE id = ?",
-                    [int(enabled), now_us(), node_id],
-                )
-                row = await self._node_row(tx, node_id)
-            return (await _with_reports(tx, [_node(row)]))[0]
+            current = await rules.set_node_enabled(_TxView(tx), node_id)
+            if current.is_enabled == enabled:
+                return (await _with_reports(tx, [current]))[0]
+            await tx.execute(
+                "UPDATE jd_nodes SET is_enabled = ?, updated_at = ? WHERE id = ?",
+                [int(enabled), now_us(), node_id],
+            )
+            return (await _with_reports(tx, [_node(await self._node_row(tx, node_id))]))[0]
 
     async def set_node_connected(self, node_id: str, connected: bool) -> Node:
         async with self.db.transaction(write=True) as tx:
@@ -512,102 +537,57 @@ class JDState:
         return row
 
     async def propose_job(self, node_id: str, spec: str, labels: Sequence[Label]) -> Proposal:
-        ext_id = _validate.spec_external_job_id(spec)
-        pairs = _validate.labels(labels)
-        if not node_id:
-            raise InvalidArgumentError("node_id is required")
-        return await self._propose(node_id, ext_id, spec, pairs)
+        async with self.db.transaction(write=True) as tx:
+            plan = await rules.propose_job(_TxView(tx), node_id, spec, labels)
+            return await self._insert_proposal(tx, plan)
 
     async def batch_propose_job(
         self, node_ids: Sequence[str], spec: str, labels: Sequence[Label]
     ) -> tuple[dict[str, Proposal], dict[str, str]]:
         """Per-node results: (proposals by node id, error messages by node id)."""
-        if not node_ids:
-            raise InvalidArgumentError("node_ids is empty; name at least one node")
-        ext_id = _validate.spec_external_job_id(spec)
-        pairs = _validate.labels(labels)
-        ok: dict[str, Proposal] = {}
-        failed: dict[str, str] = {}
-        wanted = [n for n in dict.fromkeys(node_ids) if n and "\x00" not in n]
-        for n in node_ids:
-            if not n or "\x00" in n:
-                failed[n] = "node id is empty" if not n else "node id contains NUL"
-        # one transaction for the batch: node states read in chunks, then
-        # every proposal written; problems with one node stay with that node
+        # one transaction for the batch; problems with one node stay with that node
         async with self.db.transaction(write=True) as tx:
-            states: dict[str, Row] = {}
-            for i in range(0, len(wanted), MAX_SQL_ITEMS):
-                chunk = wanted[i : i + MAX_SQL_ITEMS]
-                marks = ", ".join("?" for _ in chunk)
-                for row in await tx.fetchall(
-                    f"SELECT id, is_enabled, is_connected FROM jd_nodes WHERE id IN ({marks})",
-                    chunk,
-                ):
-                    states[row[0]] = row[1:]
-            await self._propose_batch(tx, wanted, states, ext_id, spec, pairs, ok, failed)
-        return ok, failed
+            batch = await rules.batch_propose_job(_TxView(tx), node_ids, spec, labels)
+            ok = await self._insert_batch(tx, batch.proposals)
+        return ok, batch.failed
 
-    async def _propose_batch(
-        self,
-        tx: Tx,
-        node_ids: list[str],
-        states: dict[str, Row],
-        ext_id: str,
-        spec: str,
-        pairs: LabelPairs,
-        ok: dict[str, Proposal],
-        failed: dict[str, str],
-    ) -> None:
+    async def _insert_batch(
+        self, tx: Tx, plans: dict[str, rules.NewProposal]
+    ) -> dict[str, Proposal]:
         """The batch's proposals in a handful of statements, not five per node.
 
-        The common case, a spec new to every node, becomes one read (which
-        nodes already have this job, in chunks) and three executemany writes
-        (jobs, their labels, proposals); the proposals are built from what was
-        written instead of read back. Re-proposals and refused nodes take the
-        one-node path, so their answers are exactly the single call's.
+        The common case, a spec new to every node, becomes three executemany
+        writes (jobs, their labels, proposals); the proposals are built from
+        what was written instead of read back. Re-proposals take the one-node
+        path, so their answers are exactly the single call's.
         """
-        have: set[str] = set()
-        for i in range(0, len(node_ids), MAX_SQL_ITEMS):
-            chunk = node_ids[i : i + MAX_SQL_ITEMS]
-            marks = ", ".join("?" for _ in chunk)
-            for row in await tx.fetchall(
-                f"SELECT node_id FROM jd_jobs WHERE uuid = ? AND node_id IN ({marks})",
-                [ext_id, *chunk],
-            ):
-                have.add(row[0])
-        labels_json = _labels_json(pairs)
-        proposed, delivered = int(ProposalStatus.PROPOSED), ProposalDeliveryStatus.DELIVERED
+        proposed = int(ProposalStatus.PROPOSED)
         jobs: list[list[Any]] = []
         job_labels: list[tuple[str, str, str | None]] = []
         props: list[list[Any]] = []
-        results: dict[str, Proposal | None] = {}  # in the caller's order
-        for node_id in node_ids:
-            node = states.get(node_id)
-            if node is None or not node[0] or node_id in have:
-                try:
-                    results[node_id] = await self._propose_in(
-                        tx, node_id, node, ext_id, spec, pairs
-                    )
-                except (NotFoundError, FailedPreconditionError) as exc:
-                    failed[node_id] = exc.message
+        results: dict[str, Proposal] = {}  # in the caller's order
+        for node_id, plan in plans.items():
+            if plan.job is not None:
+                results[node_id] = await self._insert_proposal(tx, plan)
                 continue
             now, prop_id, job_id = now_us(), new_id("prop"), new_id("job")
-            jobs.append([job_id, ext_id, node_id, json.dumps([prop_id]), labels_json, now, now])
-            job_labels.extend((job_id, k, v) for k, v in pairs)
-            delivery = (
-                delivered
-                if self._delivered_on_create(node_id, bool(node[1]))
-                else ProposalDeliveryStatus.UNSPECIFIED
+            text = labels_json(plan.labels)
+            jobs.append([job_id, plan.uuid, node_id, json.dumps([prop_id]), text, now, now])
+            job_labels.extend((job_id, k, v) for k, v in plan.labels)
+            delivery = ProposalDeliveryStatus.UNSPECIFIED
+            if self._delivered_on_create(node_id, plan.delivered):
+                delivery = ProposalDeliveryStatus.DELIVERED
+            props.append(
+                [prop_id, job_id, plan.revision, proposed, int(delivery), plan.spec, now, now]
             )
-            props.append([prop_id, job_id, 1, proposed, int(delivery), spec, now, now])
             when = to_datetime(now)
             results[node_id] = Proposal(
                 id=prop_id,
                 job_id=job_id,
-                revision=1,
+                revision=plan.revision,
                 status=ProposalStatus.PROPOSED,
                 delivery_status=delivery,
-                spec=spec,
+                spec=plan.spec,
                 created_at=when,
                 updated_at=when,
             )
@@ -625,70 +605,52 @@ class JDState:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
                 props,
             )
-        ok.update((n, p) for n, p in results.items() if p is not None)
+        return results
 
-    async def _propose(self, node_id: str, ext_id: str, spec: str, pairs: LabelPairs) -> Proposal:
-        async with self.db.transaction(write=True) as tx:
-            node = await tx.fetchone(
-                "SELECT is_enabled, is_connected FROM jd_nodes WHERE id = ?", [node_id]
-            )
-            return await self._propose_in(tx, node_id, node, ext_id, spec, pairs)
-
-    async def _propose_in(
-        self, tx: Tx, node_id: str, node: Row | None, ext_id: str, spec: str, pairs: LabelPairs
-    ) -> Proposal:
-        """Add the next proposal; `node` is (is_enabled, is_connected) or None."""
-        if node is None:
-            raise NotFoundError(f"node {node_id!r} not found")
-        if not node[0]:
-            raise FailedPreconditionError(
-                f"node {node_id} is disabled; enable it before proposing jobs to it"
-            )
+    async def _insert_proposal(self, tx: Tx, plan: rules.NewProposal) -> Proposal:
         now = now_us()
         prop_id = new_id("prop")
-        job = await tx.fetchone(
-            "SELECT id, proposal_ids FROM jd_jobs WHERE node_id = ? AND uuid = ?",
-            [node_id, ext_id],
-        )
-        if job is None:
-            job_id, revision = new_id("job"), 1
+        if plan.job is None:
+            job_id = new_id("job")
             await tx.execute(
                 f"INSERT INTO jd_jobs ({_JOB_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
-                [job_id, ext_id, node_id, json.dumps([prop_id]), _labels_json(pairs), now, now],
+                [
+                    job_id,
+                    plan.uuid,
+                    plan.node.id,
+                    json.dumps([prop_id]),
+                    labels_json(plan.labels),
+                    now,
+                    now,
+                ],
             )
-            await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=False)
+            await self._set_labels(tx, "jd_job_labels", job_id, plan.labels, replace=False)
         else:
-            job_id = job[0]
-            top = await tx.fetchone(
-                "SELECT MAX(revision) FROM jd_proposals WHERE job_id = ?", [job_id]
-            )
-            revision = int(top[0] or 0) + 1 if top else 1
-            pids = [*json.loads(job[1]), prop_id]
+            job_id = plan.job.id
+            pids = [*plan.job.proposal_ids, prop_id]
             sets, params = (
                 ["proposal_ids = ?", "updated_at = ?", "deleted_at = NULL"],
                 [json.dumps(pids), now],
             )
-            if pairs:
+            if plan.labels:
                 sets.append("labels = ?")
-                params.append(_labels_json(pairs))
-                await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=True)
+                params.append(labels_json(plan.labels))
+                await self._set_labels(tx, "jd_job_labels", job_id, plan.labels, replace=True)
             await tx.execute(
                 f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
             )
-        delivery = (
-            ProposalDeliveryStatus.DELIVERED
-            if self._delivered_on_create(node_id, bool(node[1]))
-            else ProposalDeliveryStatus.UNSPECIFIED
-        )
+        delivery = ProposalDeliveryStatus.UNSPECIFIED
+        if self._delivered_on_create(plan.node.id, plan.delivered):
+            delivery = ProposalDeliveryStatus.DELIVERED
         await tx.execute(
             f"INSERT INTO jd_proposals ({_PROP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
             [
                 prop_id,
                 job_id,
-                revision,
+                plan.revision,
                 int(ProposalStatus.PROPOSED),
                 int(delivery),
-                spec,
+                plan.spec,
                 now,
                 now,
             ],
@@ -701,7 +663,7 @@ class JDState:
 
     async def list_jobs(self, flt: ListJobsRequestFilter | None) -> list[Job]:
         flt = flt or ListJobsRequestFilter()
-        uuids = [_validate.normalise_uuid(u) for u in flt.uuids]
+        uuids = [validate.normalise_uuid(u) for u in flt.uuids]
         w = _Where()
         w.in_list("id", flt.ids)
         w.in_list("node_id", flt.node_ids)
@@ -716,15 +678,7 @@ class JDState:
         jobs = [_job(r) for r in rows]
         if w.exact:
             return jobs
-        ids, nids, uids = set(flt.ids), set(flt.node_ids), set(uuids)
-        return [
-            j
-            for j in jobs
-            if (not ids or j.id in ids)
-            and (not nids or j.node_id in nids)
-            and (not uids or j.uuid in uids)
-            and matches(label_map(j.labels), flt.selectors)
-        ]
+        return [j for j in jobs if job_matches(flt, j)]
 
     async def get_proposal(self, prop_id: str) -> Proposal:
         if not prop_id:
@@ -752,48 +706,16 @@ class JDState:
 
     async def revoke_job(self, ident: str) -> Proposal:
         async with self.db.transaction(write=True) as tx:
-            job = await tx.fetchone("SELECT id FROM jd_jobs WHERE id = ?", [ident])
-            named: str | None = None
-            if job is None:
-                prop = await tx.fetchone(
-                    "SELECT id, job_id FROM jd_proposals WHERE id = ?", [ident]
-                )
-                if prop is None:
-                    raise NotFoundError(f"no job or proposal with id {ident!r}")
-                named, job_id = prop[0], prop[1]
-            else:
-                job_id = job[0]
-            latest = await tx.fetchone(
-                f"SELECT {_PROP_COLS} FROM jd_proposals WHERE job_id = ?"
-                " ORDER BY revision DESC LIMIT 1",
-                [job_id],
-            )
-            if latest is None:  # pragma: no cover - a job always has a proposal
-                raise FailedPreconditionError(f"job {job_id} has no proposal to revoke")
-            if named is not None and latest[0] != named:
-                raise FailedPreconditionError(
-                    f"proposal {named} is not the latest proposal of job {job_id} "
-                    f"(that is {latest[0]}, revision {latest[2]}); only the latest can be revoked"
-                )
-            status = int(latest[3])
-            if status not in (ProposalStatus.PROPOSED, ProposalStatus.CANCELLED):
-                raise FailedPreconditionError(
-                    f"proposal {latest[0]} (revision {latest[2]}) is {_status_name(status)}; "
-                    "only a PROPOSED or CANCELLED proposal can be revoked"
-                )
+            latest = await rules.revoke_job(_TxView(tx), ident)
             await tx.execute(
                 "UPDATE jd_proposals SET status = ?, updated_at = ? WHERE id = ?",
-                [int(ProposalStatus.REVOKED), now_us(), latest[0]],
+                [int(ProposalStatus.REVOKED), now_us(), latest.id],
             )
-            return _proposal(await self._prop_row(tx, latest[0]))
+            return _proposal(await self._prop_row(tx, latest.id))
 
     async def delete_job(self, job_id: str) -> Job:
         async with self.db.transaction(write=True) as tx:
-            row = await self._job_row(tx, job_id)
-            if row[7] is not None:
-                raise FailedPreconditionError(
-                    f"job {job_id} was already deleted at {to_datetime(row[7])}"
-                )
+            await rules.delete_job(_TxView(tx), job_id)
             now = now_us()
             await tx.execute(
                 "UPDATE jd_jobs SET deleted_at = ?, updated_at = ? WHERE id = ?", [now, now, job_id]
@@ -803,34 +725,24 @@ class JDState:
     async def update_job(
         self, job_id: str, labels: Sequence[Label], rollback_policy_id: int | None
     ) -> Job:
-        pairs = _validate.labels(labels)
         async with self.db.transaction(write=True) as tx:
-            row = await self._job_row(tx, job_id)
-            if row[7] is not None:
-                raise FailedPreconditionError(f"job {job_id} is deleted; it cannot be updated")
+            change = await rules.update_job(_TxView(tx), job_id, labels, rollback_policy_id)
+            if not change.changed:
+                return change.job
             sets: list[str] = []
             params: list[Any] = []
-            if rollback_policy_id is not None:
-                found = await tx.fetchone(
-                    "SELECT id FROM jd_rollback_policies WHERE id = ?", [rollback_policy_id]
-                )
-                if found is None:
-                    raise NotFoundError(f"rollback policy {rollback_policy_id} not found")
-                if row[8] is None or int(row[8]) != rollback_policy_id:
-                    sets.append("rollback_policy_id = ?")
-                    params.append(rollback_policy_id)
-            if pairs and _labels_json(pairs) != row[4]:
+            if change.rollback_policy_id is not None:
+                sets.append("rollback_policy_id = ?")
+                params.append(change.rollback_policy_id)
+            if change.labels is not None:
                 sets.append("labels = ?")
-                params.append(_labels_json(pairs))
-                await self._set_labels(tx, "jd_job_labels", job_id, pairs, replace=True)
-            if sets:
-                sets.append("updated_at = ?")
-                params.append(now_us())
-                await tx.execute(
-                    f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
-                )
-                row = await self._job_row(tx, job_id)
-            return _job(row)
+                params.append(labels_json(change.labels))
+                await self._set_labels(tx, "jd_job_labels", job_id, change.labels, replace=True)
+            sets.append("updated_at = ?")
+            params.append(now_us())
+            sql = f"UPDATE jd_jobs SET {', '.join(sets)} WHERE id = ?"
+            await tx.execute(sql, [*params, job_id])
+            return _job(await self._job_row(tx, job_id))
 
     async def answer_proposal(
         self, prop_id: str, to: ProposalStatus, allowed: Sequence[ProposalStatus]
@@ -841,7 +753,7 @@ class JDState:
             if int(row[3]) not in allowed:
                 names = " or ".join(s.proto_name or s.name for s in allowed)
                 raise FailedPreconditionError(
-                    f"proposal {prop_id} is {_status_name(int(row[3]))}; "
+                    f"proposal {prop_id} is {rules.status_name(int(row[3]))}; "
                     f"only a {names} proposal can become {to.proto_name}"
                 )
             now = now_us()
@@ -863,7 +775,7 @@ class JDState:
     # ------------------------------------------------- rollback policies
 
     async def create_policy(self, policy: Struct | None) -> RollbackPolicy:
-        text = _policy_json(policy, "policy") if policy is not None else "{}"
+        text = rules.create_policy(policy)
         async with self.db.transaction(write=True) as tx:
             pid, now = await next_counter(tx, "rollback_policy"), now_us()
             await tx.execute(
@@ -875,7 +787,7 @@ class JDState:
     async def _policy_in(self, tx: Tx, pid: str) -> RollbackPolicy:
         # ids are opaque to callers: a non-numeric id simply names no policy
         row = None
-        num = _policy_num(pid)
+        num = policy_num(pid)
         if num is not None:
             row = await tx.fetchone(
                 f"SELECT {_POLICY_COLS} FROM jd_rollback_policies WHERE id = ?", [num]
@@ -892,7 +804,7 @@ class JDState:
 
     async def list_policies(self, ids: Sequence[str]) -> list[RollbackPolicy]:
         w = _Where()
-        nums = [n for n in map(_policy_num, ids) if n is not None]
+        nums = [n for n in map(policy_num, ids) if n is not None]
         if ids and not nums:
             return []
         w.in_list("id", nums)
@@ -907,13 +819,8 @@ class JDState:
         return [p for p in policies if p.id in wanted]
 
     async def update_policy(self, pid: str, policy: Struct | None) -> RollbackPolicy:
-        if not pid:
-            raise InvalidArgumentError("id is required")
-        if policy is None:
-            raise InvalidArgumentError("policy is required (an empty Struct clears it)")
-        text = _policy_json(policy, "policy")
         async with self.db.transaction(write=True) as tx:
-            current = await self._policy_in(tx, pid)
+            current, text = await rules.update_policy(_TxView(tx), pid, policy)
             await tx.execute(
                 "UPDATE jd_rollback_policies SET policy = ?, updated_at = ? WHERE id = ?",
                 [text, now_us(), int(current.id)],
@@ -1020,7 +927,7 @@ class JDState:
         Refused (with text the node gets back): an unknown job or revision, a
         deleted job, and, when `latest_only`, a revision a newer one replaced.
         """
-        ext_id = _validate.normalise_uuid(job_uuid)
+        ext_id = validate.normalise_uuid(job_uuid)
         async with self.db.transaction() as tx:
             job = await tx.fetchone(
                 "SELECT id, deleted_at FROM jd_jobs WHERE node_id = ? AND uuid = ?",

@@ -53,10 +53,12 @@ class NodeRollout:
 
     @property
     def proposed(self) -> bool:
+        """The node has the job (a row from `nodes=` may not)."""
         return bool(self.job_id)
 
     @property
     def status_text(self) -> str:
+        """`APPROVED`, `PROPOSED`, ... or `not proposed`: what the table shows."""
         return status_name(self.status) if self.proposed else "not proposed"
 
 

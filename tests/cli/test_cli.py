@@ -235,11 +235,13 @@ def test_node_selectors(served: Served) -> None:
 def test_nodes_list_pages_through_everything(
     served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from jdkit import _cli, _cli_commands
+    # (servers that ignore paging: tests/client/test_pagers.py, against grpcio servers)
+    from jdkit import _cli
+    from jdkit._cli import _nodes
 
     tag = uuid.uuid4().hex[:8]
     made = {register(served.address, f"page-{i}", f"page={tag}")["id"] for i in range(5)}
-    monkeypatch.setattr(_cli_commands, "LIST_PAGE", 2)
+    monkeypatch.setattr(_nodes, "LIST_PAGE", 2)
     monkeypatch.setenv("JD_GRPC_URL", served.address)
     assert _cli.main(["--json", "nodes", "list", "-l", f"page={tag}"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -248,33 +250,6 @@ def test_nodes_list_pages_through_everything(
     assert _cli.main(["nodes", "list", "-l", f"page={tag}", "--page-size", "2", "--page", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("1 of 5 nodes") and len(out.strip().splitlines()) == 3
-
-
-def test_nodes_list_copes_with_servers_that_ignore_paging(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import contextlib
-    from collections.abc import AsyncIterator
-
-    from jdkit import _cli, _cli_commands
-
-    calls = []
-
-    class IgnoresPaging:  # answers every page with the first one, total_count unset
-        async def list_nodes(self, req: node.ListNodesRequest) -> node.ListNodesResponse:
-            calls.append(req.page)
-            return node.ListNodesResponse(nodes=[node.Node(id="node_0"), node.Node(id="node_1")])
-
-    @contextlib.asynccontextmanager
-    async def connected(*_: object) -> AsyncIterator[IgnoresPaging]:
-        yield IgnoresPaging()
-
-    monkeypatch.setattr(_cli_commands, "connected", connected)
-    monkeypatch.setattr(_cli_commands, "LIST_PAGE", 2)
-    assert _cli.main(["--json", "nodes", "list"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert [n["id"] for n in data["nodes"]] == ["node_0", "node_1"]
-    assert calls == [1, 2]  # the repeated page ends the listing
 
 
 def test_chain_configs(served: Served) -> None:
@@ -329,13 +304,16 @@ def test_propose_approve_revoke_delete(served: Served, tmp_path: Path) -> None:
         "v=1",
         url=url,
     )
-    assert isinstance(prop, dict)
-    p1 = prop["proposal"]
+    # one JSON shape for every propose: the BatchProposeJobResponse JD would send
+    assert isinstance(prop, dict) and set(prop) == {"successResponses"}
+    p1 = prop["successResponses"][n["id"]]["proposal"]
     assert p1["revision"] == "1"  # proto JSON: int64 as a string, enums by full name
     assert p1["status"] == "PROPOSAL_STATUS_PROPOSED"
     # the same spec again from stdin: a second revision of the same job
-    p2 = as_json("jobs", "propose", "--node", str(n["id"]), "-f", "-", input=spec(ext), url=url)
-    assert isinstance(p2, dict) and int(p2["proposal"]["revision"]) == 2
+    r2 = as_json("jobs", "propose", "--node", str(n["id"]), "-f", "-", input=spec(ext), url=url)
+    assert isinstance(r2, dict)
+    p2 = r2["successResponses"][n["id"]]
+    assert int(p2["proposal"]["revision"]) == 2
     job_id = p1["jobId"]
     assert p2["proposal"]["jobId"] == job_id
 
@@ -362,8 +340,9 @@ def test_propose_approve_revoke_delete(served: Served, tmp_path: Path) -> None:
     # an approved latest proposal cannot be revoked; a new revision can
     r = jdkit("jobs", "revoke", job_id, url=url)
     assert_one_line_error(r, 1, "FAILED_PRECONDITION")
-    p3 = as_json("jobs", "propose", "--node", str(n["id"]), "-f", str(spec_file), url=url)
-    assert isinstance(p3, dict)
+    r3 = as_json("jobs", "propose", "--node", str(n["id"]), "-f", str(spec_file), url=url)
+    assert isinstance(r3, dict)
+    p3 = r3["successResponses"][n["id"]]
     revoked = as_json("jobs", "revoke", job_id, url=url)
     assert isinstance(revoked, dict)
     assert revoked["proposal"]["id"] == p3["proposal"]["id"]
@@ -383,6 +362,7 @@ def test_reject_and_cancel(served: Served) -> None:
     a = as_json("jobs", "propose", "--node", str(n["id"]), "-f", "-", input=spec(), url=url)
     b = as_json("jobs", "propose", "--node", str(n["id"]), "-f", "-", input=spec(), url=url)
     assert isinstance(a, dict) and isinstance(b, dict)
+    a, b = a["successResponses"][n["id"]], b["successResponses"][n["id"]]
     out = ok("proposals", "reject", a["proposal"]["id"], "--db", db)
     assert out.startswith("rejected") and "REJECTED" in out
     env = clean_env(JDKIT_DB=db)  # the database from the environment
@@ -440,11 +420,11 @@ def test_batch_propose_by_selector_and_ids_with_a_failure(served: Served) -> Non
         url=url,
     )
     assert r.returncode == 0, r.stderr
-    data = json.loads(r.stdout)
-    assert list(data["success_responses"]) == [nodes[0]] and data["failed_responses"] == {}
+    data = json.loads(r.stdout)  # the BatchProposeJobResponse shape; nothing failed: no key
+    assert list(data) == ["successResponses"] and list(data["successResponses"]) == [nodes[0]]
 
-    r = jdkit("jobs", "batch-propose", "-l", "nobody=here", "-f", "-", input=spec(), url=url)
-    assert_one_line_error(r, 2, "no node matches")
+    r = jdkit("jobs", "propose", "-l", "nobody=here", "-f", "-", input=spec(), url=url)
+    assert_one_line_error(r, 2, "-l", "no enabled node matches 'nobody=here'")
 
 
 # ------------------------------------------------------------------ dry run
@@ -475,10 +455,11 @@ def test_dry_run_prints_the_plan_and_writes_nothing(served: Served) -> None:
     plan = as_json(
         "jobs", "propose", "--node", str(n["id"]), "-f", "-", "--dry-run", input=spec(), url=url
     )
-    assert isinstance(plan, dict) and plan["dry_run"] is True
+    assert isinstance(plan, dict) and plan["dryRun"] is True
     (entry,) = plan["writes"]
-    assert entry["method"] == "/api.job.v1.JobService/ProposeJob"
-    assert json.loads(ok("--json", "jobs", "list", "--node", str(n["id"]), url=url)) == {"jobs": []}
+    assert entry["method"] == "/api.job.v1.JobService/BatchProposeJob"
+    # proto JSON leaves unset fields out: no jobs is {}
+    assert json.loads(ok("--json", "jobs", "list", "--node", str(n["id"]), url=url)) == {}
     other = register(url, "dry-target-2")
     r = jdkit(
         "--dry-run", "jobs", "batch-propose", "--node", str(n["id"]), "--node", str(other["id"]),
@@ -486,12 +467,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(served: Served) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Dry-run plan: 1 write (none sent)") and "to 2 nodes" in r.stdout
-    assert json.loads(ok("--json", "jobs", "list", "--node", str(other["id"]), url=url)) == {
-        "jobs": []
-    }
-    # reads still go through in a dry run: an unknown node is still NOT_FOUND
+    assert json.loads(ok("--json", "jobs", "list", "--node", str(other["id"]), url=url)) == {}
+    # reads still go through in a dry run: an unknown node still fails, as JD would say
     r = jdkit("--dry-run", "jobs", "propose", "--node", "node_zz", "-f", "-", input=spec(), url=url)
-    assert_one_line_error(r, 1, "NOT_FOUND")
+    assert_one_line_error(r, 1, "1 of 1 nodes failed", "node_zz", "not found")
     # the node's side has a plan too and touches nothing
     out = ok("--dry-run", "proposals", "approve", "prop_x", "--db", str(served.db))
     assert "approve prop_x" in out
@@ -504,17 +483,19 @@ def test_keys(served: Served) -> None:
     key = ok("keys", "public", url=served.address).strip()
     assert re.fullmatch(r"[0-9a-f]{64}", key)
     assert key in ok("keys", "list", url=served.address)
-    assert as_json("keys", "public", url=served.address) == {"public_key": key}
+    assert as_json("keys", "public", url=served.address) == {"publicKey": key}
 
 
 # ------------------------------------------------------------------ options and mistakes
 
 
-def test_global_options_after_the_command_and_url_flag(served: Served) -> None:
-    out = ok("nodes", "list", "--json", "--url", served.address)
+def test_connection_options_go_first_and_json_anywhere(served: Served) -> None:
+    out = ok("--url", served.address, "nodes", "list", "--json")
     assert "nodes" in json.loads(out)
     out = ok("--url", served.address, "--timeout", "5", "keys", "public")
     assert re.fullmatch(r"[0-9a-f]{64}", out.strip())
+    r = jdkit("nodes", "list", "--url", served.address)
+    assert_one_line_error(r, 2, "--url", "before the command", "jdkit --url")
 
 
 def test_user_mistakes_are_one_line(served: Served, tmp_path: Path) -> None:
@@ -524,7 +505,8 @@ def test_user_mistakes_are_one_line(served: Served, tmp_path: Path) -> None:
     assert_one_line_error(
         jdkit("--timeout", "3", "nodes", "list", url="127.0.0.1:1"), 1, "UNAVAILABLE"
     )
-    assert_one_line_error(jdkit("nodes", "list", url="no-port-here"), 2, "target")
+    assert_one_line_error(jdkit("nodes", "list", url="no-port-here"), 2, "JD_GRPC_URL: no port")
+    assert_one_line_error(jdkit("--url", "no-port", "nodes", "list"), 2, "--url: no port")
     assert_one_line_error(jdkit("nodes", "list", "-l", "env in prod", url=url), 2, "selector")
     assert_one_line_error(jdkit("nodes", "list", "-l", "a,,b", url=url), 2, "stray comma")
     assert_one_line_error(
@@ -557,19 +539,28 @@ def test_user_mistakes_are_one_line(served: Served, tmp_path: Path) -> None:
     assert_one_line_error(
         jdkit("--tls-ca", str(tmp_path / "none.pem"), "nodes", "list", url=url), 2, "file not found"
     )
-    assert_one_line_error(jdkit("--timeout", "soon", "nodes", "list", url=url), 2, "JD_TIMEOUT")
+    # the mistake is blamed on what was written: the flag, or the variable
+    r = jdkit("--timeout", "soon", "nodes", "list", url=url)
+    assert_one_line_error(r, 2, "--timeout", "'soon'")
+    assert "JD_TIMEOUT" not in r.stderr
+    r = jdkit("--timeout", "5", "nodes", "list", url=url, env=clean_env(JD_TIMEOUT="soon"))
+    assert r.returncode == 0, r.stderr  # the flag wins over a bad variable
+    r = jdkit("nodes", "list", url=url, env=clean_env(JD_TIMEOUT="soon"))
+    assert_one_line_error(r, 2, "JD_TIMEOUT")
     assert_one_line_error(jdkit("nodes", "update", "node_x", url=url), 2, "nothing to change")
     assert_one_line_error(jdkit("nodes", "get", url=url), 2, "--public-key")
-    # argparse's own mistakes: usage and exit status 2, no traceback
+    # the parser's own mistakes: one line, exit status 2, no traceback
     r = jdkit("nodes", "frobnicate")
-    assert r.returncode == 2 and "usage:" in r.stderr and "Traceback" not in r.stderr
+    assert_one_line_error(r, 2, "No such command 'frobnicate'", "jdkit nodes --help")
 
 
 def test_token_flags(served: Served) -> None:
     # tokens on a plaintext channel must be allowed explicitly
     r = jdkit("--token", "abc", "nodes", "list", url=served.address)
-    assert_one_line_error(r, 2)
-    assert "insecure" in r.stderr.lower() or "plaintext" in r.stderr.lower()
+    assert_one_line_error(
+        r, 2, "--allow-insecure-auth: ", "plaintext", "pass --allow-insecure-auth"
+    )
+    assert "allow_insecure_auth" not in r.stderr  # hints speak the CLI, not Python
     # allowed: this server takes no tokens, so any token passes
     ok("--token", "abc", "--allow-insecure-auth", "nodes", "list", url=served.address)
     # a half-configured Cognito login names what is missing
@@ -637,6 +628,6 @@ def test_errors_are_json_under_json(served: Served) -> None:
     assert r.returncode == 2
     assert json.loads(r.stderr)["error"] == {
         "code": "CONFIG",
-        "field": "target",
+        "field": "--url",
         "message": "no port in 'no-port'; expected host:port",
     }

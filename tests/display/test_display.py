@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 from rich.console import Console
 
-from jdkit._cli_output import Output
+from jdkit._cli._output import Output
 from jdkit._dryrun import Journal
 from jdkit.display import Detail, Table, show, table
 from jdkit.pb import csa, job, label, node

@@ -139,8 +139,9 @@ async def test_synthesized_answers_follow_the_request_and_current_state() -> Non
         with pytest.raises(NotFoundError):
             await dry.update_node(node.UpdateNodeRequest(id="node_nope", name="x"))
 
-        # reads are forwarded unchanged
-        assert len((await dry.list_nodes()).nodes) == 1
+        # reads in the dry run see its planned writes; the server has none of them
+        assert [x.id for x in (await dry.list_nodes()).nodes] == [n.id, reg.id]
+        assert len((await real.list_nodes()).nodes) == 1
 
 
 async def test_journal_renders_a_plan_in_text_and_json() -> None:
@@ -162,7 +163,8 @@ async def test_journal_renders_a_plan_in_text_and_json() -> None:
             "/api.job.v1.JobService/BatchProposeJob",
         ]
         assert data[0]["request"]["name"] == "n1"
-        assert (await jd.list_nodes()).nodes == []  # the real (embedded) server has nothing
+        # the dry run's reads show its planned node (the server has none: see above)
+        assert [x.id for x in (await jd.list_nodes()).nodes] == ["dryrun_node_1"]
 
 
 async def test_revoke_accepts_a_proposal_id_like_jd() -> None:

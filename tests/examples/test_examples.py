@@ -21,7 +21,14 @@ EXAMPLES = ROOT / "examples"
 
 #: script -> (modules it needs, lines its output must contain)
 SCRIPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "quickstart.py": ((), ("quickstart finished",)),
+    "quickstart.py": (
+        (),
+        (
+            "approved by 2 nodes",
+            "revision 2: 1 node(s) not yet approved: node-b",
+            "quickstart finished",
+        ),
+    ),
     "dry_run_plan.py": ((), ("Dry-run plan: 3 writes (none sent)", "nothing was written")),
     "metrics_interceptor.py": ((), ("GetNode", "NOT_FOUND=2", "INVALID_ARGUMENT=1")),
     "custom_provider.py": ((), ("after a restart the JD still knows: ['persistent']",)),

@@ -54,8 +54,9 @@ def test_walkthrough_runs_top_to_bottom(kernel_for_this_python: str) -> None:
     assert not [o for o in outputs if o.output_type == "error"]
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     tables = [h for h in html if 'class="jdkit-table"' in h]
-    # nodes, dev nodes, batch result, jobs, proposals, dry-run plan
-    assert len(tables) >= 6, html
+    # nodes, dev nodes, rollout, rollout status, jobs, proposals, dry-run plan
+    assert len(tables) >= 7, html
+    assert any("rollout of" in h and "REJECTED" in h for h in tables)  # the status table
     assert any("node-c" in h and "env=prod, region=eu" in h for h in tables)
     assert any("APPROVED" in h and "REJECTED" in h for h in tables)
     assert any('class="jdkit-detail"' in h and "externalJobID" in h for h in html)
@@ -64,3 +65,4 @@ def test_walkthrough_runs_top_to_bottom(kernel_for_this_python: str) -> None:
     assert not any("Node(id=" in p for p in plain)
     stream = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "Dry-run plan: 2 writes (none sent)" in stream
+    assert "1 of 2 proposals reached APPROVED; 1 REJECTED" in stream

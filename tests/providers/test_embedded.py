@@ -92,7 +92,9 @@ async def test_dry_run_provider_journals_and_reads_through() -> None:
     async with provider as jd:
         await jd.register_node(node.RegisterNodeRequest(name="n", public_key="ab" * 32))
         assert jd.journal is not None and jd.journal.methods() == ["RegisterNode"]
-        assert (await jd.list_nodes()).nodes == []
+        # the dry run's reads see its planned node; the server has none
+        assert [n.name for n in (await jd.list_nodes()).nodes] == ["n"]
+        assert (await provider.server.state.list_nodes(None, 0, 0)) == ([], 0)
         assert provider.server.write_calls == 0
 
 

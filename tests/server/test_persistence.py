@@ -200,11 +200,17 @@ async def test_postgres_rules_match_sqlite(pg: Postgres) -> None:
         ext = str(uuid.uuid4())
         revs = [(await propose(jd, made[0], ext)).revision for _ in range(3)]
         assert revs == [1, 2, 3]
-        huge = [lbl(f"k{i}", "v") for i in range(5000)]
+        most = [lbl(f"k{i}", "v") for i in range(100)]  # the rulebook's cap
         n = await jd.register_node(
-            node.RegisterNodeRequest(name="big", public_key=pubkey(99), labels=huge)
+            node.RegisterNodeRequest(name="big", public_key=pubkey(99), labels=most)
         )
-        assert n.node is not None and len(n.node.labels) == 5000
+        assert n.node is not None and len(n.node.labels) == 100
+        with pytest.raises(InvalidArgumentError, match="the limit is 100"):
+            await jd.register_node(
+                node.RegisterNodeRequest(
+                    name="bigger", public_key=pubkey(98), labels=[*most, lbl("one-more")]
+                )
+            )
 
 
 async def check_concurrency(db: str) -> None:

@@ -1,8 +1,18 @@
-"""How the `jdkit` command prints: JSON, rich tables on a terminal, plain text in pipes."""
+"""How the `jdkit` command prints: proto JSON, rich tables on a terminal, plain text in pipes.
+
+`--json` has one shape everywhere: protoc's JSON mapping (camelCase
+`json_name`s, enums by name, RFC 3339 timestamps, unset fields left out).
+A command that prints a JD message prints that message; a batch prints the
+`BatchProposeJobResponse` JD would send; rows jdkit computes (rollout
+status) use the same conventions.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as _dt
+import enum
 import json
 import sys
 from collections.abc import Iterator
@@ -11,7 +21,9 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 import betterproto2
 
 from jdkit._display import Detail, Table, table
-from jdkit._json import to_json_dict
+from jdkit._json import json_name, to_json_dict
+from jdkit._tasks import NodeRollout, Rollout, RolloutStatus
+from jdkit.pb import job
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,24 +33,67 @@ class Advance(Protocol):
     def __call__(self, n: int = 1, *, total: int | None = None) -> None: ...
 
 
+def rollout_response(rollout: Rollout) -> job.BatchProposeJobResponse:
+    """A rollout as the BatchProposeJob answer it sums up (one shape for all batches)."""
+    return job.BatchProposeJobResponse(
+        success_responses={
+            n: job.ProposeJobResponse(proposal=p) for n, p in rollout.proposals.items()
+        },
+        failed_responses={
+            n: job.ProposeJobFailure(error_message=e) for n, e in rollout.failed.items()
+        },
+    )
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.UTC)
+        return value.astimezone(_dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, betterproto2.Enum):
+        names = getattr(type(value), "betterproto_value_to_renamed_proto_names", None)
+        return names().get(int(value), int(value)) if names else value.name
+    if isinstance(value, enum.Enum):
+        return value.name
+    return value
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    """A jdkit dataclass in proto-JSON style: camelCase, unset/zero values left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value in (None, "", 0, False) or (isinstance(value, enum.IntEnum) and value == 0):
+            continue
+        out[json_name(f.name)] = _scalar(value)
+    return out
+
+
 def to_data(obj: Any) -> Any:
-    """JSON-ready data: proto JSON (camelCase, defaults included) for messages."""
+    """JSON-ready data in the one `--json` shape."""
     if isinstance(obj, betterproto2.Message):
-        return to_json_dict(obj, include_default_values=True)
+        return to_json_dict(obj)
+    if isinstance(obj, Rollout):
+        return to_json_dict(rollout_response(obj))
+    if isinstance(obj, RolloutStatus):
+        return {"rows": [_row(r) for r in obj]}
+    if isinstance(obj, NodeRollout):
+        return _row(obj)
     if isinstance(obj, Table):
-        return obj.to_dicts()
+        return [to_data(r) for r in obj]
     if isinstance(obj, Detail):
         return to_data(obj.obj)
     if isinstance(obj, list | tuple):
         return [to_data(x) for x in obj]
     if isinstance(obj, dict):
         return {k: to_data(v) for k, v in obj.items()}
-    return obj
+    return _scalar(obj)
 
 
 def _rich_console(stream: IO[str]) -> Console | None:
     """A rich console for `stream` when it is a terminal and rich is installed."""
-    if not stream.isatty():
+    isatty = getattr(stream, "isatty", None)
+    if not callable(isatty) or not isatty():
         return None
     try:
         from rich.console import Console
@@ -75,7 +130,7 @@ class Output:
         if self.json_mode:
             self.json(obj if data is None else data)
             return
-        view = table(obj, title=title, wide=self.wide)
+        view = obj if isinstance(obj, Table | Detail) else table(obj, title=title, wide=self.wide)
         if self.console is not None:
             self.console.print(view)
         else:

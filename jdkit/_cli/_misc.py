@@ -1,0 +1,252 @@
+"""`serve`, `health`, `version`, `keys`, `completion`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import click
+
+from jdkit._cli._app import read_command, run, state
+from jdkit._cli._config import UsageError
+from jdkit._exceptions import JDError
+
+CSA_SECRET_VAR = "CSA_KEY_ENCRYPTION_SECRET"
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option(
+    "--port", type=int, default=14231, show_default=True, help="gRPC port (0: a free one)"
+)
+@click.option(
+    "--db",
+    default=":memory:",
+    show_default=True,
+    metavar="PATH",
+    help="SQLite file (state survives restarts; `proposals approve --db` reaches it), "
+    "postgresql:// URL, or :memory:",
+)
+@click.option(
+    "--token",
+    "tokens",
+    multiple=True,
+    metavar="TOKEN",
+    help="require this bearer token on every call (repeatable); prefer --token-file",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="require one of the bearer tokens in FILE (one per line; # comments)",
+)
+@click.option(
+    "--insecure-dev-secret",
+    is_flag=True,
+    help=f"without {CSA_SECRET_VAR}, seal the CSA key of a file or Postgres database with "
+    "the public dev secret (throwaway dev databases only)",
+)
+@click.option(
+    "--max-receive-message-size",
+    type=int,
+    metavar="BYTES",
+    help="largest request message accepted (default 4194304, as grpc-go)",
+)
+@click.option(
+    "--max-send-message-size",
+    type=int,
+    metavar="BYTES",
+    help="largest reply message sent (default: no limit, as grpc-go)",
+)
+@read_command
+def serve(
+    host: str,
+    port: int,
+    db: str,
+    tokens: tuple[str, ...],
+    token_file: str | None,
+    insecure_dev_secret: bool,
+    max_receive_message_size: int | None,
+    max_send_message_size: int | None,
+) -> int:
+    """Run jdkit's embedded JD until Ctrl-C / SIGTERM.
+
+    The first line on stdout says where it listens. The CSA key is sealed
+    with $CSA_KEY_ENCRYPTION_SECRET; without it a file or Postgres database
+    needs --insecure-dev-secret, and an in-memory one uses the dev secret.
+    """
+    st = state()
+    st.refuse_connection_flags("serve")
+    out = st.output()
+    allowed = list(tokens)
+    if token_file is not None:
+        try:
+            with open(token_file, encoding="utf-8") as fh:
+                lines = [ln.strip() for ln in fh]
+        except OSError as exc:
+            raise UsageError(f"--token-file: cannot read {token_file}: {exc.strerror}") from None
+        allowed += [ln for ln in lines if ln and not ln.startswith("#")]
+        if not allowed:
+            raise UsageError(f"--token-file: {token_file} holds no token")
+    secret = os.environ.get(CSA_SECRET_VAR) or None
+    if secret is None and insecure_dev_secret:
+        out.note(
+            f"warning: {CSA_SECRET_VAR} is not set: the CSA key in {db} is sealed with the "
+            f"public dev secret (fine for tests, not for anything real); set {CSA_SECRET_VAR}"
+        )
+
+    async def go() -> int | None:
+        from jdkit._server._limits import ServerLimits
+        from jdkit.server import EmbeddedJD, StaticTokenVerifier
+
+        sizes = {
+            name: value
+            for name, value in (
+                ("max_receive_message_size", max_receive_message_size),
+                ("max_send_message_size", max_send_message_size),
+            )
+            if value is not None
+        }
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with EmbeddedJD.start(
+                host=host,
+                port=port,
+                db=db,
+                csa_secret=secret,
+                auth=StaticTokenVerifier(allowed) if allowed else None,
+                limits=ServerLimits(**sizes),
+                insecure_dev_secret=insecure_dev_secret,
+            ) as srv:
+                if out.json_mode:
+                    out.json({"listening": srv.address, "db": db}, one_line=True)
+                else:
+                    out.text(f"listening on {srv.address}")
+                    hint = (
+                        "   # with --token TOKEN (plaintext: --allow-insecure-auth)"
+                        if allowed
+                        else ""
+                    )
+                    out.note(f"export JD_GRPC_URL={srv.address}{hint}   # then: jdkit nodes list")
+                await stop.wait()
+                out.note("stopping")
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        return None
+
+    return run(go())
+
+
+@click.command()
+@click.option("--service", default="", help="health service name (default: the server)")
+@read_command
+def health(service: str) -> int:
+    """Check the JD's gRPC health (exit status 1 unless SERVING)."""
+    st = state()
+    out = st.output()
+
+    async def go() -> int:
+        async with st.connect(out) as jd:
+            status = await jd.check_health(service)
+        name = status.name or str(int(status))
+        if out.json_mode:
+            out.json({"status": name})
+        else:
+            out.text(name)
+        return 0 if name == "SERVING" else 1
+
+    return run(go())
+
+
+@click.command()
+@read_command
+def version() -> int:
+    """Print jdkit's version and, with a URL, the JD's."""
+    from jdkit import __version__
+    from jdkit._cli._errors import describe
+
+    st = state()
+    out = st.output()
+
+    async def go() -> int:
+        server: str | None = None
+        error: str | None = None
+        try:
+            async with st.connect(out) as jd:
+                server = (await jd.version()).version
+        except UsageError:
+            pass  # no URL: only jdkit's own version
+        except JDError as exc:
+            error = describe(exc)
+        if out.json_mode:
+            data = {"jdkit": __version__, **({"server": server} if server is not None else {})}
+            out.json({**data, **({"error": error} if error else {})})
+        else:
+            out.text(f"jdkit {__version__}")
+            if server is not None:
+                out.text(f"server {server}")
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run(go())
+
+
+@click.group()
+def keys() -> None:
+    """JD's CSA keys."""
+
+
+@keys.command("list")
+@read_command
+def keys_list() -> int:
+    """List JD's CSA keypairs."""
+    st = state()
+    out = st.output()
+
+    async def go() -> None:
+        async with st.connect(out) as jd:
+            resp = await jd.list_keypairs()
+        out.result(resp)
+
+    return run(go())
+
+
+@keys.command("public")
+@read_command
+def keys_public() -> int:
+    """Print JD's CSA public key."""
+    st = state()
+    out = st.output()
+
+    async def go() -> None:
+        async with st.connect(out) as jd:
+            key = await jd.get_csa_public_key()
+        if out.json_mode:
+            out.json({"publicKey": key})
+        else:
+            out.text(key)
+
+    return run(go())
+
+
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> int:
+    """Print the shell completion script: eval "$(jdkit completion bash)"."""
+    from click.shell_completion import get_completion_class
+
+    from jdkit._cli import cli
+
+    state().refuse_connection_flags("completion")
+    cls = get_completion_class(shell)
+    assert cls is not None
+    click.echo(cls(cli, {}, "jdkit", "_JDKIT_COMPLETE").source())
+    return 0

@@ -60,6 +60,14 @@ CSA_SECRET_VAR = "CSA_KEY_ENCRYPTION_SECRET"
     metavar="BYTES",
     help="largest reply message sent (default: no limit, as grpc-go)",
 )
+@click.option(
+    "--node-port",
+    type=int,
+    default=None,
+    metavar="PORT",
+    help="also serve the node-facing wsrpc protocol (NODE_RPC_PORT) on PORT (0: a free one; "
+    "needs jdkit[node])",
+)
 @read_command
 def serve(
     host: str,
@@ -70,6 +78,7 @@ def serve(
     insecure_dev_secret: bool,
     max_receive_message_size: int | None,
     max_send_message_size: int | None,
+    node_port: int | None,
 ) -> int:
     """Run jdkit's embedded JD until Ctrl-C / SIGTERM.
 
@@ -122,11 +131,15 @@ def serve(
                 auth=StaticTokenVerifier(allowed) if allowed else None,
                 limits=ServerLimits(**sizes),
                 insecure_dev_secret=insecure_dev_secret,
+                node_port=node_port,
             ) as srv:
                 if out.json_mode:
-                    out.json({"listening": srv.address, "db": db}, one_line=True)
+                    extra = {"node_address": srv.node_address} if node_port is not None else {}
+                    out.json({"listening": srv.address, "db": db, **extra}, one_line=True)
                 else:
                     out.text(f"listening on {srv.address}")
+                    if node_port is not None:
+                        out.text(f"node port on {srv.node_address}")
                     hint = (
                         "   # with --token TOKEN (plaintext: --allow-insecure-auth)"
                         if allowed

@@ -365,3 +365,23 @@ async def test_from_env_serves_node_rpc_port() -> None:
             await jd.register_node(node.RegisterNodeRequest(name="env", public_key=n.public_key))
             async with n:
                 assert n.connected
+
+
+async def test_refusal_seen_only_after_the_connection_closed_is_still_a_refusal() -> None:
+    """Under TLS 1.3 the JD's refusal can close the connection before the node
+    looks at the JD's certificate; the node then reads the alert, not a crash."""
+    import asyncio as aio
+
+    async with jd_env() as env:
+        n = env.node()
+        host, port = env.srv.node_address.rsplit(":", 1)
+        assert n._ctx is None
+        from jdkit._wsrpc._tls import client_context
+
+        reader, writer = await aio.open_connection(host, int(port), ssl=client_context(n._key))
+        try:
+            await aio.sleep(0.3)  # the JD's alert arrives and it hangs up
+            with pytest.raises(NodeKeyRefusedError):
+                await n._raise_closed_early(reader)
+        finally:
+            writer.close()

@@ -34,11 +34,16 @@ How it is measured:
   grpcio-tools (`tests/helpers/grpcio.py`). Both send a 30 s deadline.
 - Ratios in (b) are jdkit's rate over grpcio's (below 1x: jdkit is slower);
   in (d) jdkit's time over grpcio's (above 1x: jdkit is slower).
-- The embedded JD is itself grpclib + betterproto2 (with its own fast encoder
-  for list replies), so the server's cost is in both clients' round trips;
-  the in-process decode/encode rows show what each runtime costs on the same
-  bytes, which is where the large-reply gap comes from.
-- (c) times BatchProposeJob (one SQLite transaction per node) on a fresh
+- jdkit's messages are betterproto2 dataclasses, encoded and decoded by
+  jdkit's generated fast codec (`jdkit/_codec`, generated from the stubs by
+  `nox -s protos`); betterproto2's own `parse`/`bytes()` are shown beside it
+  as the reference. The embedded JD is grpclib with the same codec, so the
+  server's cost is in both clients' round trips; the in-process decode and
+  encode rows show what each runtime costs on the same bytes, as CPU time of
+  the thread (so the load other processes put on the shared cores does not
+  inflate them, as it does wall time). "First sight" means the codec's
+  timestamp memo was emptied before each call.
+- (c) times BatchProposeJob (one SQLite transaction per batch) on a fresh
   server; (d) keeps proposing batches until the job table holds the stated
   number of jobs, then times ListJobs with label selectors.
 - (e) compares `JobDistributor.get_node` (deadline → a user interceptor that

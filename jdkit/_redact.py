@@ -47,8 +47,17 @@ import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["MAX_ENTRIES", "MIN_LENGTH", "REDACTED", "SecretRegistry", "register", "scrub"]
+__all__ = [
+    "MAX_ENTRIES",
+    "MIN_LENGTH",
+    "REDACTED",
+    "SecretRegistry",
+    "redact_url",
+    "register",
+    "scrub",
+]
 
 REDACTED = "[redacted]"
 #: Registered secrets (with their header prefix) kept, least recently used dropped first.
@@ -239,3 +248,16 @@ def scrub(text: str, *secrets: str | None, placeholder: str = REDACTED) -> str:
         if form in text:
             text = text.replace(form, placeholder)
     return text
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, for logs, reprs and errors."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))

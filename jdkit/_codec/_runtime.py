@@ -129,7 +129,7 @@ def zigzag(v: int) -> int:
 
 def to_datetime(seconds: int, nanos: int) -> _dt.datetime:
     """`Timestamp.to_datetime` (betterproto2's formula, its overflow errors)."""
-    return _EPOCH + _TD(seconds=seconds, microseconds=nanos // 1000)
+    return _EPOCH + _TD(0, seconds, nanos // 1000)  # positional: half the cost of keywords
 
 
 def ts_decode(data: bytes, i: int, end: int) -> _dt.datetime:

@@ -26,10 +26,10 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from jdkit._exceptions import ConfigError, InvalidArgumentError
-from jdkit._redact import scrub
+from jdkit._redact import redact_url, scrub
 
 log = logging.getLogger("jdkit.server")
 
@@ -329,19 +329,6 @@ class PostgresDatabase(Database):
 
 
 # ---------------------------------------------------------------------- open
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, for logs and reprs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
 
 
 _POSTGRES_SCHEME = re.compile(r"^postgres(?:ql)?(?:\+[a-z0-9_]+)?://", re.IGNORECASE)

@@ -19,9 +19,10 @@ from grpclib.events import RecvRequest, listen
 from jdkit._exceptions import ConfigError
 from jdkit._proto.api.job.v1 import Proposal, ProposalStatus
 from jdkit._proto.api.node.v1 import ChainConfig, Node
+from jdkit._redact import redact_url
 from jdkit._server import _csa, _grpc
 from jdkit._server._csa import DEV_CSA_SECRET
-from jdkit._server._db import Database, is_memory, open_database, redact_url
+from jdkit._server._db import Database, is_memory, open_database
 from jdkit._server._grpc import AuthHook, Codec, Runtime, ServingStatus
 from jdkit._server._healthz import HealthzServer
 from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits

@@ -71,6 +71,17 @@ def test_rollout_from_the_shell(served: Served, tmp_path: Path) -> None:
 
     out = ok("jobs", "propose", "-l", f"ro={tag}", "-f", str(tmp_path / "job.toml"), url=url)
     assert out.startswith("3 proposed, 0 failed")
+    listed = as_json("nodes", "list", "-l", f"ro={tag}", url=url)
+    assert isinstance(listed, dict) and len(listed["nodes"]) == 3
+
+    def no_nulls(value: object) -> bool:  # proto JSON leaves unset fields out
+        if isinstance(value, dict):
+            return all(v is not None and no_nulls(v) for v in value.values())
+        if isinstance(value, list):
+            return all(no_nulls(v) for v in value)
+        return True
+
+    assert no_nulls(listed) and "workflowKey" not in json.dumps(listed)
     props = as_json("proposals", "list", "-l", f"ro={tag}", "--status", "proposed", url=url)
     assert isinstance(props, dict) and len(props["proposals"]) == 3
     first = props["proposals"][0]["id"]

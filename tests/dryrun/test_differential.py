@@ -44,10 +44,19 @@ EXT = [str(uuid.UUID(int=i + 1)) for i in range(3)]
 
 # ----------------------------------------------------------- value pools
 
-NUL_IDS = ["", "\x00", "node\x00x", "node_unknown", "dryrun_node_999", "job_unknown", "prop_x"]
-NAMES = st.sampled_from(["n", "node-a", "", "a\x00b", "ümlaut"])
+NUL_IDS = [
+    "",
+    "\x00",
+    "node\x00x",
+    "node_unknown",
+    "dryrun_node_999",
+    "job_unknown",
+    "prop_x",
+    "x" * 257,  # over the id cap
+]
+NAMES = st.sampled_from(["n", "node-a", "", "a\x00b", "ümlaut", "n" * 257])
 LABEL_KEYS = st.sampled_from(["env", "tier", "region", "", "k\x00", "\x00"])
-LABEL_VALUES = st.sampled_from([None, "", "prod", "eu", "dev", "v\x00"])
+LABEL_VALUES = st.sampled_from([None, "", "prod", "eu", "dev", "v\x00", "v" * 4097])
 LABELS = st.lists(st.builds(label.Label, key=LABEL_KEYS, value=LABEL_VALUES), max_size=3)
 SELECTORS = st.lists(
     st.builds(

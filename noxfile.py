@@ -1,7 +1,8 @@
 """Developer tasks. `./dev` builds the one project venv (.venv) and runs these in it.
 
 - `nox -s tests`: the test suite (arguments after `--` go to pytest)
-- `nox -s lint typecheck`: ruff (check and format), mypy --strict
+- `nox -s lint typecheck`: ruff (check and format); mypy --strict on jdkit/ and
+  scripts/, and on tests/ without mandatory annotations (pyproject.toml)
 - `nox -s protos`: regenerate jdkit/_proto from proto/, then the fast codec from jdkit/_proto
 - `nox -s protos_check`: fail when jdkit/_proto or jdkit/_codec/_generated.py differs
   from a fresh generation

@@ -906,7 +906,7 @@ async def profile_by_package(fn: Callable[[], Awaitable[Any]], n: int) -> str:
     return "\n".join(lines)
 
 
-SECTIONS = frozenset("abcdefg")
+SECTIONS = frozenset("abcdefgh")
 
 
 async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) -> Report:
@@ -927,6 +927,11 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
 
         print("(g) propose + wait_for_proposals, node side approving", flush=True)
         await bench_rollout(sz, report)
+    if "h" in only:
+        from benchmarks._health import bench_health
+
+        print("(h) health latency while one expensive request is served", flush=True)
+        await bench_health(sz, report)
     if not only & set("bcde"):
         return report
     async with server_process() as addr:
@@ -948,7 +953,7 @@ async def run_all(sz: Sizes, *, profile: bool, only: frozenset[str] = SECTIONS) 
         finally:
             await jd.aclose()
             await channel.close()
-    order = {k: i for i, k in enumerate("abcdefg")}
+    order = {k: i for i, k in enumerate("abcdefgh")}
     report.rows.sort(key=lambda r: order[r.key])  # stable: keeps order within a section
     return report
 

@@ -13,6 +13,7 @@ import sys
 
 from jdkit._server import EmbeddedJD
 from jdkit._server._auth import StaticTokens
+from jdkit._server._embedded import tune_for_serving
 
 
 async def serve(token: str | None, node_port: bool = False) -> None:
@@ -29,6 +30,7 @@ def main() -> None:
     parser.add_argument("--token", default=None)
     parser.add_argument("--node-port", action="store_true")
     args = parser.parse_args()
+    tune_for_serving()  # as `jdkit serve` does
     asyncio.run(serve(args.token, args.node_port))
 
 

@@ -8,7 +8,9 @@ Every way to a client takes one `ClientOptions` (or its fields as keywords).
 The public modules: `jdkit` (client, options, errors, providers, dry-run
 journal), `jdkit.auth` (token sources), `jdkit.server` (the embedded JD and
 its token verifiers), `jdkit.testing` (fixtures), `jdkit.pb` (message types),
-`jdkit.selectors`, `jdkit.display` (tables). Every error is a `JDError`; the
+`jdkit.selectors`, `jdkit.display` (tables). `Selector` is the label
+selector message (`jdkit.pb.label.Selector`, as `jdkit.selectors.parse`
+returns): selectors are text or `Selector` objects. Every error is a `JDError`; the
 errors of a call are `RPCError`s named after the gRPC status. The Docker
 provider's names (`DockerProvider`, `DockerConfig`, `DockerProviderError`,
 `sweep_docker`) are imported on first use: they need the `docker` extra.
@@ -52,6 +54,7 @@ from jdkit._exceptions import (
     WrongEventLoopError,
 )
 from jdkit._methods import METHODS, WRITES, Method
+from jdkit.selectors import Selector
 
 if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
     from jdkit._channel import TLSConfig
@@ -202,6 +205,7 @@ __all__ = [
     "RetryPolicy",
     "Rollout",
     "RolloutStatus",
+    "Selector",
     "ServingStatus",
     "SimulatedFleet",
     "SimulatedNode",

@@ -59,6 +59,7 @@ from jdkit._interceptors import (
 )
 from jdkit._methods import METHODS
 from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_metadata, check_timeout
+from jdkit._redact import register_metadata
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
 from jdkit._tasks import _pagers, _requests, _rollout, _status, _waiters
 from jdkit._tasks._requests import LabelsLike, SelectorLike
@@ -118,6 +119,7 @@ def _check_options(name: str, opts: CallOptions) -> None:
     if "retry" in opts and not isinstance(opts["retry"], RetryPolicy):
         ClientOptions(retry=opts["retry"])  # raises ConfigError("retry", ...)
     check_metadata("metadata", opts.get("metadata"))
+    register_metadata(opts.get("metadata"))
 
 
 #: Request ids: 64 random bits per process, then a counter (32 hex digits). As
@@ -912,7 +914,13 @@ class JobDistributor:
         another final status (REJECTED, CANCELLED, REVOKED) or was still
         undecided after `timeout` seconds (None: no limit). Polls back off
         from 50 ms to 1 s; `progress(reached, total)` is called after each.
-        A dry run returns the planned proposals at once (no node answers one).
+        A bad `status` or `timeout` is a `ConfigError` naming it.
+
+        Under dry-run it returns at once, without error, the planned
+        proposals as they are (PROPOSED): nothing was sent, so no node can
+        answer, and waiting could only time out. So a script can be planned
+        end to end; check `jd.journal` (or `rollout.dry_run`) before reading
+        the statuses as approvals.
         """
         return await _waiters.wait_for_proposals(
             self, proposals, status=status, timeout=timeout, progress=progress, **opts

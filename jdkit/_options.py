@@ -20,6 +20,7 @@ from jdkit._channel import Target, TLSConfig, parse_target
 from jdkit._compression import ENCODINGS
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
+from jdkit._redact import register_metadata
 from jdkit._retry import RetryPolicy
 from jdkit._transport import DEFAULT_MAX_RECEIVE
 
@@ -86,7 +87,10 @@ class ClientOptions:
     `allow_insecure_auth` is True (None, the default: the provider decides;
     only a provider that started the JD itself on loopback allows them).
     `interceptors` run between the deadline and dry-run, in the order given.
-    `metadata` is sent with every call. `dry_run`: True, or a `Journal` to
+    `metadata` is sent with every call; the values of credential keys
+    (`authorization`, or a key naming a token, secret, password, api-key or
+    cookie) are treated as secrets: kept out of logs (`jdkit._redact`) and of
+    this repr. `dry_run`: True, or a `Journal` to
     record into, gives a client whose writes are journaled instead of sent.
 
     Transport: `max_receive_message_size` (bytes, default 4 MiB as grpc-go's
@@ -150,6 +154,7 @@ class ClientOptions:
         check_metadata("metadata", self.metadata)
         if self.metadata is not None:
             object.__setattr__(self, "metadata", dict(self.metadata))
+            register_metadata(self.metadata)  # hpack logs every header it sends
         for name in ("max_receive_message_size", "max_send_message_size"):
             size = getattr(self, name)
             if size is not None and (
@@ -237,7 +242,11 @@ class ClientOptions:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **changes: Any) -> ClientOptions:
-        """Options from the environment (all optional but the URL), then `changes`.
+        """Options from the environment (all optional), then `changes`.
+
+        Without `JD_GRPC_URL` the target is None, as `jdkit.connect()` reads
+        it: the provider decides (`EmbeddedProvider` starts a JD; a remote
+        provider, `RemoteConfig.from_env` and the CLI require the URL).
 
         | variable | meaning |
         |---|---|
@@ -250,9 +259,7 @@ class ClientOptions:
         | `JD_TOKEN`, `JD_OAUTH2_*`, `JD_COGNITO_*` | a token source, see `jdkit.auth.from_env` |
         """
         env = os.environ if env is None else env
-        url = env.get(ENV_URL, "").strip()
-        if not url:
-            raise ConfigError(ENV_URL, "is not set; expected host:port of the JD gRPC API")
+        url = env.get(ENV_URL, "").strip() or None
         tls_files = {
             k: env.get(f"JD_TLS_{k.upper()}") or None
             for k in ("ca_file", "cert_file", "key_file", "server_name")

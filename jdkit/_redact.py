@@ -10,8 +10,10 @@ an application turns DEBUG logging on:
   REFRESH_TOKEN) and its response body (AccessToken, IdToken, RefreshToken).
 
 So the token sources in `jdkit.auth` `register()` each secret they hold or
-receive, and the first registration installs a log-record factory (chaining
-whatever factory was set before) that replaces every registered secret with
+receive, client options register the values of credential-like metadata
+keys (`register_metadata`: `authorization`, `*token*`, `*api-key*`, ...),
+and the first registration installs a log-record factory (chaining whatever
+factory was set before) that replaces every registered secret with
 `[redacted]` in each record's message and traceback text. A secret is matched
 in the forms it takes in those logs: as is, inside a Python `repr()` of str or
 bytes, JSON-escaped (and that inside a bytes repr), URL-encoded, and for header
@@ -45,7 +47,7 @@ import logging
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,8 +56,10 @@ __all__ = [
     "MIN_LENGTH",
     "REDACTED",
     "SecretRegistry",
+    "is_sensitive_key",
     "redact_url",
     "register",
+    "register_metadata",
     "scrub",
 ]
 
@@ -94,7 +98,7 @@ def _huffman(data: bytes) -> bytes | None:
     return HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(data)
 
 
-def forms_of(secret: str, header_prefix: str = "") -> frozenset[str]:
+def forms_of(secret: str, header_prefix: str | None = None) -> frozenset[str]:
     """The strings a log line could show `secret` as (see the module docstring)."""
     texts = {
         secret,
@@ -108,7 +112,7 @@ def forms_of(secret: str, header_prefix: str = "") -> frozenset[str]:
         forms.add(text)
         forms |= _str_reprs(text)
         forms |= _bytes_reprs(text.encode("utf-8", "backslashreplace"))
-    if header_prefix:
+    if header_prefix is not None:
         coded = _huffman((header_prefix + secret).encode("utf-8", "backslashreplace"))
         if coded:
             forms |= _bytes_reprs(coded)
@@ -127,7 +131,7 @@ class SecretRegistry:
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str], frozenset[str]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str | None], frozenset[str]] = OrderedDict()
         self.patterns: tuple[str, ...] = ()
 
     def __len__(self) -> int:
@@ -136,10 +140,11 @@ class SecretRegistry:
     def __repr__(self) -> str:
         return f"SecretRegistry(<{len(self._entries)} redacted>, max_entries={self.max_entries})"
 
-    def register(self, secrets: Iterable[str | None], header_prefix: str = "") -> None:
+    def register(self, secrets: Iterable[str | None], header_prefix: str | None = None) -> None:
         """Add `secrets` (or mark them recently used).
 
-        `header_prefix` also adds the HPACK Huffman form of prefix+secret.
+        `header_prefix` (None: not a header value; "" for a whole header
+        value) also adds the HPACK Huffman form of prefix+secret.
         """
         for secret in secrets:
             if not isinstance(secret, str) or len(secret) < MIN_LENGTH:
@@ -218,11 +223,12 @@ def install() -> None:
             _installed = True
 
 
-def register(*secrets: str | None, header_prefix: str = "") -> None:
+def register(*secrets: str | None, header_prefix: str | None = None) -> None:
     """Redact these secrets from all log records from now on (Nones and short strings skipped).
 
-    `header_prefix` (e.g. "Bearer ") also covers the HPACK-coded header value
-    prefix+secret. Registering a known secret again marks it recently used.
+    `header_prefix` (e.g. "Bearer ", or "" when the secret is a whole header
+    value) also covers the HPACK-coded header value prefix+secret.
+    Registering a known secret again marks it recently used.
     """
     _registry.register(secrets, header_prefix)
     if not _installed and len(_registry):
@@ -248,6 +254,44 @@ def scrub(text: str, *secrets: str | None, placeholder: str = REDACTED) -> str:
         if form in text:
             text = text.replace(form, placeholder)
     return text
+
+
+#: Substrings of a metadata key that mark its value as a credential.
+_SENSITIVE_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api-key",
+    "api_key",
+    "apikey",
+    "cookie",
+)
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Whether a gRPC metadata key carries a credential (`authorization`, `x-api-key`, ...)."""
+    key = key.lower()
+    return key.endswith("authorization") or any(part in key for part in _SENSITIVE_PARTS)
+
+
+def register_metadata(metadata: Mapping[str, str] | None) -> None:
+    """Register the values of `metadata`'s credential keys (see `is_sensitive_key`).
+
+    hpack logs every header it sends, so a token given as plain metadata
+    (`metadata={"authorization": "Bearer X"}`) needs the same treatment as
+    one from a token source: the value in the forms a log shows it in, and
+    for `scheme credential` values the credential alone too.
+    """
+    if not metadata:
+        return
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str) or not is_sensitive_key(key):
+            continue
+        register(value, header_prefix="")
+        scheme, sep, credential = value.partition(" ")
+        if sep and scheme and credential.strip():
+            register(credential, header_prefix=scheme + sep)
 
 
 def redact_url(url: str) -> str:

@@ -46,12 +46,20 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlparse
 
-import pytest
+try:
+    import pytest
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess
+    if exc.name != "pytest":
+        raise
+    raise ImportError(
+        "jdkit.testing needs pytest: install it with pip install 'jdkit[pytest]'"
+    ) from exc
 from grpclib.client import Channel
 from grpclib.config import Configuration
 
 from jdkit._channel import open_channel
 from jdkit._client import JobDistributor
+from jdkit._exceptions import ConfigError
 from jdkit._options import ClientOptions
 
 if TYPE_CHECKING:
@@ -517,8 +525,10 @@ def jd_remote_factory(
 
     def _jd_remote() -> Iterator[JobDistributor]:
         environ = os.environ if env is None else env
-        if not environ.get("JD_GRPC_URL", "").strip() and skip_without_url:
-            pytest.skip("JD_GRPC_URL is not set: no remote JD to test against")
+        if not environ.get("JD_GRPC_URL", "").strip():
+            if skip_without_url:
+                pytest.skip("JD_GRPC_URL is not set: no remote JD to test against")
+            raise ConfigError("JD_GRPC_URL", "is not set: no remote JD to test against")
         opts = ClientOptions.from_env(environ, **client_options)
         client, channel = any_loop_client(options=opts)
         try:

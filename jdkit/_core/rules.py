@@ -11,6 +11,7 @@ refuses, in the same order, and predicts the same revision numbers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -229,10 +230,23 @@ async def _propose_each(
     return out
 
 
+#: Specs at least this long are parsed in a worker thread: tomllib is pure
+#: Python (~0.1 s per MiB, several times that for many small keys), and a
+#: parse on the event loop would stall every other call, health checks
+#: included (issue 10, item 4).
+OFFLOAD_SPEC = 64 * 1024
+
+
+async def _spec_uuid(spec: str) -> str:
+    if len(spec) >= OFFLOAD_SPEC:
+        return await asyncio.to_thread(validate.spec_external_job_id, spec)
+    return validate.spec_external_job_id(spec)
+
+
 async def propose_job(
     view: StateView, node_id: str, spec: str, labels: Sequence[Label]
 ) -> NewProposal:
-    uuid = validate.spec_external_job_id(spec)
+    uuid = await _spec_uuid(spec)
     pairs = validate.labels(labels)
     validate.required(node_id, "node_id")
     result = (await _propose_each(view, [node_id], uuid, spec, pairs))[node_id]
@@ -249,7 +263,7 @@ async def batch_propose_job(
     if not node_ids:
         raise InvalidArgumentError("node_ids is empty; name at least one node")
     validate.count_at_most(node_ids, validate.MAX_IDS, "node_ids")
-    uuid = validate.spec_external_job_id(spec)
+    uuid = await _spec_uuid(spec)
     pairs = validate.labels(labels)
     failed: dict[str, str] = {}
     wanted: list[str] = []

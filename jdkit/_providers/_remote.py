@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jdkit._exceptions import ConfigError
 from jdkit._options import ENV_URL, ClientOptions
 from jdkit._providers._base import Provider
 
@@ -12,6 +13,13 @@ if TYPE_CHECKING:
     from jdkit._client import JobDistributor
 
 __all__ = ["ENV_URL", "RemoteConfig", "RemoteProvider"]
+
+
+def _remote_options(options: ClientOptions) -> ClientOptions:
+    """`options` from the environment, which must name a JD: a remote one has no default."""
+    if options.target is None:
+        raise ConfigError(ENV_URL, "is not set; expected host:port of the JD gRPC API")
+    return options
 
 
 class RemoteConfig(ClientOptions):
@@ -38,7 +46,7 @@ class RemoteConfig(ClientOptions):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **changes: Any) -> ClientOptions:
-        return ClientOptions.from_env(env, **changes)
+        return _remote_options(ClientOptions.from_env(env, **changes))
 
 
 class RemoteProvider(Provider):
@@ -65,7 +73,7 @@ class RemoteProvider(Provider):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> RemoteProvider:
         """A provider for `ClientOptions.from_env(env)` with `overrides` applied."""
-        return cls(ClientOptions.from_env(env), **overrides)
+        return cls(_remote_options(ClientOptions.from_env(env).replace(**overrides)))
 
     async def _start(self) -> JobDistributor:
         assert self.options.target is not None

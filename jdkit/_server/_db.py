@@ -98,12 +98,18 @@ class _SQLiteTx(Tx):
 
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         rows = list(rows)
-        for r in rows:
-            _check_params(r)
-        if len(rows) > 1000:
+        if len(rows) > 1000:  # checks and writes in the worker: off the event loop
             conn = self._db._conn
-            await self._db._run(lambda: conn.executemany(sql, rows))
+
+            def write() -> None:
+                for r in rows:
+                    _check_params(r)
+                conn.executemany(sql, rows)
+
+            await self._db._run(write)
         else:
+            for r in rows:
+                _check_params(r)
             self._db._inline(lambda c: c.executemany(sql, rows))
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:

@@ -257,6 +257,10 @@ def _snake(name: str) -> str:
 #: the loop, while the thread hop costs ~0.1 ms.
 OFFLOAD_SIZE = 64 * 1024
 
+#: A reply is written in slices of this many bytes, yielding to the event
+#: loop between slices.
+WRITE_SLICE = 256 * 1024
+
 #: Reply types that can be large (lists, batches): encoded in a worker thread.
 _LIST_REPLIES = frozenset(
     {
@@ -498,7 +502,14 @@ async def _write_reply(
                 headers.append(("grpc-encoding", encoding))
             await stream._stream.send_headers(headers)
             stream._send_initial_metadata_done = True
-        await stream._stream.send_data(framed)
+        # grpclib writes a whole message in one go when the peer's window
+        # allows (~20 ms of loop per MiB); slices with a yield between them
+        # keep any one loop step short for everyone else's calls
+        view = memoryview(framed)
+        for at in range(0, len(framed), WRITE_SLICE):
+            if at:
+                await asyncio.sleep(0)
+            await stream._stream.send_data(bytes(view[at : at + WRITE_SLICE]))
     finally:
         conn.sent(len(framed))
     stream._send_message_done = True
@@ -587,7 +598,14 @@ def _guarded(
     async def compute(request: Any, conn: _Connection) -> Any:
         if not takes_slot:
             return await impl(request)
-        await rt.workers.acquire(conn)
+        while True:
+            # the unread-bytes gate again, at the turn: calls admitted together
+            # got past it before any of their replies existed
+            await conn.room()
+            await rt.workers.acquire(conn)
+            if conn.pending < conn.max_pending:
+                break
+            rt.workers.release()
         try:
             return await impl(request)
         finally:

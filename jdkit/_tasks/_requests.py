@@ -144,6 +144,9 @@ def get_node(
         return given
     if id is None and public_key is None:
         raise TypeError("get_node() needs a request, id= or public_key=")
+    if id is not None and public_key is not None:
+        # JD's GetNodeRequest is a oneof: it would silently look up by one of them
+        raise TypeError("get_node() takes id= or public_key=, not both")
     return node.GetNodeRequest(id=id or "", public_key=public_key)
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, TypedDict, Unpack
 
 import anyio
 
-from jdkit._exceptions import DeadlineExceededError, JDError
+from jdkit._exceptions import ConfigError, DeadlineExceededError, JDError
+from jdkit._options import check_timeout
 from jdkit._tasks._rollout import Rollout
 from jdkit.pb import job
 
@@ -76,7 +77,7 @@ def parse_status(value: Status | str | int) -> Status:
             if s.name == key:
                 return s
         names = ", ".join(s.name or "" for s in Status if s != Status.UNSPECIFIED)
-        raise ValueError(f"status: unknown proposal status {value!r}; expected one of {names}")
+        raise ConfigError("status", f"unknown proposal status {value!r}; expected one of {names}")
     return Status(value)
 
 
@@ -161,13 +162,14 @@ async def wait_for_proposals(
     **opts: Unpack[PollOptions],
 ) -> dict[str, job.Proposal]:
     target = parse_status(status)
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    check_timeout("timeout", timeout)  # the ConfigError every other deadline gets
     poll_opts = call_options(opts)
     latest = await by_node(jd, proposals, poll_opts)
     total = len(latest)
     if jd.journal is not None:
-        # a dry run has no node to answer and sends nothing: the plan is the answer
+        # A dry run has no node to answer and sends nothing: the plan is the
+        # answer, returned at once with its (PROPOSED) proposals, not a wait
+        # that could only time out; status/timeout are still checked above.
         return latest
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = POLL_INITIAL

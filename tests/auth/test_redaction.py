@@ -62,7 +62,7 @@ def debug_logs(
 def no_registration(monkeypatch: pytest.MonkeyPatch) -> None:
     """The control: jdkit.auth registers nothing (the redaction itself stays installed)."""
 
-    def off(*secrets: str | None, header_prefix: str = "") -> None:
+    def off(*secrets: str | None, header_prefix: str | None = None) -> None:
         pass
 
     monkeypatch.setattr(jdkit._redact, "register", off)
@@ -452,3 +452,70 @@ print("ok")
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# -- a token given as plain metadata (no token source) is a secret too
+
+
+async def metadata_token_calls(token: str, per_call: bool) -> None:
+    async with EmbeddedJD.start() as srv:
+        md = {"authorization": f"Bearer {token}", "x-trace": "not-a-secret"}
+        async with JobDistributor.connect(
+            srv.address, metadata=None if per_call else md, allow_insecure_auth=True
+        ) as jd:
+            if per_call:
+                await jd.list_nodes(metadata=md)
+            else:
+                await jd.list_nodes()
+
+
+@pytest.mark.asyncio
+async def test_metadata_token_control_hpack_logs_it(
+    debug_logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    no_registration(monkeypatch)
+    token = "md-" + secrets.token_urlsafe(24)
+    await metadata_token_calls(token, per_call=False)
+    assert ("token", "hpack.hpack") in leaks(debug_logs.records, {"token": token})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("per_call", [False, True], ids=["options", "per-call"])
+async def test_metadata_token_redacted_from_hpack_logs(
+    debug_logs: pytest.LogCaptureFixture, per_call: bool
+) -> None:
+    token = "md-" + secrets.token_urlsafe(24)
+    await metadata_token_calls(token, per_call)
+    records = debug_logs.records
+    assert any(r.name == "hpack.hpack" for r in records)  # DEBUG really was on
+    assert leaks(records, {"token": token}) == set()
+    blocks = hpack_blocks(records)
+    assert blocks and not any(huffman(f"Bearer {token}") in block for block in blocks)
+    assert "not-a-secret" in debug_logs.text  # other metadata is left alone
+
+
+def test_sensitive_metadata_keys() -> None:
+    from jdkit._redact import is_sensitive_key
+
+    for key in (
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-auth-token",
+        "client-secret",
+        "db-password",
+        "cookie",
+        "apikey",
+    ):
+        assert is_sensitive_key(key), key
+    for key in ("x-request-id", "x-trace", "user-agent", "grpc-timeout"):
+        assert not is_sensitive_key(key), key
+
+
+def test_client_options_repr_hides_metadata_values() -> None:
+    from jdkit import ClientOptions
+
+    token = "md-" + secrets.token_urlsafe(24)
+    opts = ClientOptions(metadata={"x-api-key": token})
+    assert token not in repr(opts) and token not in str(opts)
+    assert token in jdkit._redact._registry

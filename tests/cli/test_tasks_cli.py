@@ -199,3 +199,18 @@ def test_ctrl_c_says_may_have_been_applied_only_for_writes() -> None:
         assert "may have been applied" in write.stderr
     finally:
         hole.close()
+
+
+def test_register_ensure_is_idempotent(served: Served) -> None:
+    url = served.address
+    key = "cd" * 32
+    args = ["nodes", "register", "--ensure", "--public-key", key]
+    first = as_json(*args, "--name", "ens-1", "--label", "env=dev", url=url)
+    again = as_json(*args, "--name", "ens-1", "--label", "env=dev", url=url)
+    renamed = as_json(*args, "--name", "ens-2", url=url)
+    assert isinstance(first, dict) and isinstance(again, dict) and isinstance(renamed, dict)
+    assert first["node"]["id"] == again["node"]["id"] == renamed["node"]["id"]
+    assert renamed["node"]["name"] == "ens-2"
+    assert renamed["node"]["labels"] == [{"key": "env", "value": "dev"}]  # kept without --label
+    r = jdkit("nodes", "register", "--public-key", key, "--name", "ens-3", url=url)
+    assert_one_line_error(r, 1, "ALREADY_EXISTS")  # without --ensure: JD's answer

@@ -51,6 +51,9 @@ async def test_get_node_by_id_or_key() -> None:
         assert (await jd.get_node(public_key=pubkey(1))).node.id == a.id  # type: ignore[union-attr]
         with pytest.raises(NotFoundError):
             await jd.get_node(public_key=pubkey(9))
+        # both: refused like the list methods' request+keywords, naming both
+        with pytest.raises(TypeError, match=r"id= or public_key=, not both"):
+            await jd.get_node(id=a.id, public_key=pubkey(9))
 
 
 async def test_list_jobs_and_proposals_keywords() -> None:

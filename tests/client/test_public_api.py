@@ -160,3 +160,13 @@ def _strings_naming_private_modules() -> list[tuple[str, int, str]]:
 
 def test_messages_name_only_public_names() -> None:
     assert _strings_naming_private_modules() == []
+
+
+def test_selector_is_exported_as_the_readme_says() -> None:
+    import jdkit
+
+    readme = (ROOT / "README.md").read_text()
+    assert "`Selector` objects" in readme
+    assert jdkit.Selector is jdkit.selectors.Selector is jdkit.pb.label.Selector
+    assert "Selector" in jdkit.__all__ and "Selector" in dir(jdkit)
+    assert jdkit.selectors.parse("env=prod") == [jdkit.Selector(key="env", value="prod")]

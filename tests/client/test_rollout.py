@@ -156,8 +156,9 @@ async def test_wait_accepts_bare_proposals_and_other_statuses() -> None:
         assert set(final) == {n.id for n in nodes}  # mapped back to nodes via their jobs
         with pytest.raises(ValueError, match="unknown proposal status 'DONE'"):
             await jd.wait_for_proposals(props, status="DONE", timeout=1)
-        with pytest.raises(ValueError, match="timeout"):
-            await jd.wait_for_proposals(props, timeout=0)
+        for bad in (0, -1, float("nan"), "5"):
+            with pytest.raises(ConfigError, match=r"^timeout: must be a finite positive"):
+                await jd.wait_for_proposals(props, timeout=bad)  # type: ignore[arg-type]
 
 
 async def test_dry_run_propose_has_the_same_shape_and_sends_nothing() -> None:
@@ -173,7 +174,12 @@ async def test_dry_run_propose_has_the_same_shape_and_sends_nothing() -> None:
         assert set(plan.proposals) == {n.id for n in nodes[1:]}
         assert set(plan.failed) == {nodes[0].id, "node_nope"}
         assert all(p.id.startswith("dryrun_") for p in plan.proposals.values())
-        assert (await dry.wait_for_proposals(plan, timeout=5)) == plan.proposals
+        # no node answers a dry run: the plan comes back at once, still PROPOSED
+        done = await dry.wait_for_proposals(plan, timeout=5)
+        assert done == plan.proposals
+        assert {p.status for p in done.values()} == {job.ProposalStatus.PROPOSED}
+        with pytest.raises(ConfigError, match=r"^timeout:"):  # but its arguments are checked
+            await dry.wait_for_proposals(plan, timeout=-1)
         assert srv.write_calls == writes
         assert dry.journal is not None and dry.journal.methods() == ["BatchProposeJob"] * 3
         real = await jd.propose(

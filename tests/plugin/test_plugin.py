@@ -399,3 +399,18 @@ async def test_reset_between_tests_forgets_the_node(jd, jd_nodes):
     )
     result = run(pytester)
     result.assert_outcomes(passed=2)
+
+
+def test_testing_without_pytest_says_which_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"  # as if pytest were not installed
+        "try:\n    import jdkit.testing\n"
+        "except ImportError as e:\n"
+        "    print(type(e).__name__, '|', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("ImportError |"), out.stdout + out.stderr
+    assert "jdkit[pytest]" in out.stdout

@@ -34,6 +34,17 @@ async def test_connect_without_url_starts_an_embedded_jd(monkeypatch) -> None:
         _ = provider.server
 
 
+async def test_options_from_an_env_without_url_give_an_embedded_jd() -> None:
+    # as jdkit.connect() reads the environment: no URL is no target, not an error
+    opts = jdkit.ClientOptions.from_env({"JD_TIMEOUT": "7"})
+    assert opts.target is None and opts.timeout == 7
+    async with EmbeddedProvider(opts) as jd:
+        assert await jd.check_health() == jdkit.ServingStatus.SERVING
+    # a remote JD still needs the URL, and the error names the variable
+    with pytest.raises(jdkit.ConfigError, match=r"^JD_GRPC_URL: is not set"):
+        RemoteProvider.from_env({})
+
+
 async def test_connect_prefers_the_environment(monkeypatch) -> None:
     monkeypatch.setenv("JD_GRPC_URL", "127.0.0.1:1")
     assert isinstance(jdkit.connect(), RemoteProvider)

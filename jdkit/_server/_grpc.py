@@ -598,7 +598,14 @@ def _guarded(
     async def compute(request: Any, conn: _Connection) -> Any:
         if not takes_slot:
             return await impl(request)
-        await rt.workers.acquire(conn)
+        while True:
+            # the unread-bytes gate again, at the turn: calls admitted together
+            # got past it before any of their replies existed
+            await conn.room()
+            await rt.workers.acquire(conn)
+            if conn.pending < conn.max_pending:
+                break
+            rt.workers.release()
         try:
             return await impl(request)
         finally:

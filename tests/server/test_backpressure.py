@@ -2,10 +2,11 @@
 
 The embedded JD runs in its own process (so its RSS is its own) with 1,000
 labelled nodes. 20 raw HTTP/2 connections each send 100 ListNodes calls
-(~150 KiB replies) and never read a byte. Before the per-connection call
+(~225 KiB replies) and never read a byte. Before the per-connection call
 cap this grew the server by 2.36 GiB and starved everyone else; now each
-connection holds at most `max_active_calls_per_connection` replies, so the
-growth stays under CAP while a normal client keeps being served.
+connection computes replies only while its unread reply bytes are under
+`max_pending_reply_bytes`, so the growth stays under CAP_MIB while a normal
+client keeps being served.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import pytest
 from jdkit import JobDistributor
 
 CONNECTIONS, CALLS = 20, 100
-#: 20 connections x 16 calls x ~150 KiB of encoded reply is ~47 MiB; the rest
-#: is room for the allocator and the decoded rows of calls being computed.
-CAP_MIB = 200
+#: Each connection computes replies only while under 1 MiB of unread reply
+#: bytes (~5 replies of 225 KiB): 20 x ~1.1 MiB, plus the allocator's slack and
+#: the rows of calls being computed. Measured: +67 MiB.
+CAP_MIB = 120
 
 SERVER = r"""
 import asyncio, sys

@@ -941,6 +941,8 @@ class JobDistributor:
         Pick the jobs by externalJobID, `job_ids=`, `selector=` (job labels)
         and/or `nodes=` (a node selector or ids; matching nodes without the
         job show as "not proposed"). `jdkit.show(status)` prints the table.
+        An externalJobID or `job_ids=` that names no job (without `nodes=`)
+        is a `NotFoundError` naming it, not an empty status.
         """
         return await _status.rollout_status(
             self,

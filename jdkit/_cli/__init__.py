@@ -33,6 +33,7 @@ from jdkit._cli._app import CONTEXT, EPILOG, State, root_options
 from jdkit._cli._errors import describe, error_json, exit_code
 from jdkit._cli._jobs import jobs, proposals, wait
 from jdkit._cli._misc import completion, health, keys, serve, version
+from jdkit._cli._node import node
 from jdkit._cli._nodes import nodes
 from jdkit._exceptions import JDError
 from jdkit._tasks import ProposalWaitError
@@ -56,7 +57,7 @@ def cli(ctx: click.Context, /, json_: bool, dry_run: bool, **flags: Any) -> None
     st.dry_run = st.dry_run or dry_run
 
 
-for command in (serve, health, version, nodes, jobs, proposals, wait, keys, completion):
+for command in (serve, health, version, nodes, node, jobs, proposals, wait, keys, completion):
     cli.add_command(command)
 
 

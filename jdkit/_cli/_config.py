@@ -147,6 +147,31 @@ def client_options(
     if dry_run:
         changes["dry_run"] = True
     try:
-        return opts.replace(**changes)
+        final = opts.replace(**changes)
     except ConfigError as exc:
         raise _blame(exc, FLAG_NAMES.get(exc.field, exc.field)) from None
+    if final.auth is not None and final.allow_insecure_auth is not True:
+        if final.resolved_tls() is None:
+            # Checked here, not left to the client, to blame what the user
+            # gave (the token), not the flag they did not give.
+            raise ConfigError(
+                _token_origin(given, env),
+                "refusing to send a bearer token over a plaintext channel; use TLS "
+                "(a grpcs:// URL or --tls) or pass --allow-insecure-auth (local testing only)",
+            )
+    return final
+
+
+def _token_origin(given: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    """The flag or variable the run's token source came from."""
+    if "token" in given:
+        return "--token"
+    for flag in COGNITO_FLAGS:
+        if flag in given:
+            return FLAG_NAMES[flag]
+    if env.get("JD_TOKEN"):
+        return "JD_TOKEN"
+    for prefix in ("JD_OAUTH2_", "JD_COGNITO_"):
+        if any(k.startswith(prefix) for k in env):
+            return prefix + "*"
+    return "--token"

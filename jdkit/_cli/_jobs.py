@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -25,7 +26,7 @@ from jdkit._cli._config import Seconds, UsageError
 from jdkit._cli._inputs import labels_of, read_spec, selectors_of
 from jdkit._cli._output import Output
 from jdkit._display import Column, Table, fmt_time, fmt_value
-from jdkit._exceptions import ConfigError
+from jdkit._exceptions import ConfigError, NotFoundError
 from jdkit._tasks import Rollout
 from jdkit._tasks._waiters import parse_status
 from jdkit.pb import job
@@ -221,6 +222,15 @@ jobs.add_command(_propose_command("propose"))
 jobs.add_command(_propose_command("batch-propose", hidden=True))  # the 0.1 name
 
 
+@contextlib.contextmanager
+def unknown_job(command: str) -> Iterator[None]:
+    """An id naming no job is the user's mistake: exit status 2, as `wait` gives."""
+    try:
+        yield
+    except NotFoundError as exc:
+        raise UsageError(f"{command}: {exc.message}") from None
+
+
 @jobs.command("status")
 @click.argument("external_job_id", metavar="[EXTERNAL_JOB_ID]", required=False)
 @click.option("--job", "job_ids", multiple=True, metavar="ID", help="this job id (repeatable)")
@@ -250,7 +260,7 @@ def jobs_status(
     async def go() -> None:
         async with st.connect(out) as jd:
             nodes = await node_ids_for(jd, node_ids, selector)
-            with out.waiting("reading the rollout"):
+            with out.waiting("reading the rollout"), unknown_job("jobs status"):
                 status = await jd.rollout_status(
                     external_job_id,
                     job_ids=list(job_ids) or None,
@@ -518,7 +528,8 @@ def wait(
         async with st.connect(out) as jd:
             if external_job_id:
                 nodes = await node_ids_for(jd, node_ids, selector)
-                rs = await jd.rollout_status(external_job_id, nodes=nodes)
+                with unknown_job("wait"):
+                    rs = await jd.rollout_status(external_job_id, nodes=nodes)
                 ids = [r.proposal_id for r in rs if r.proposed]
                 missing = [r.node_id for r in rs if not r.proposed]
                 if missing:

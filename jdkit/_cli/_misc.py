@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -60,6 +61,22 @@ CSA_SECRET_VAR = "CSA_KEY_ENCRYPTION_SECRET"
     metavar="BYTES",
     help="largest reply message sent (default: no limit, as grpc-go)",
 )
+@click.option(
+    "--node-port",
+    type=int,
+    default=None,
+    metavar="PORT",
+    help="also serve the node-facing wsrpc protocol (NODE_RPC_PORT) on PORT (0: a free one; "
+    "needs jdkit[node])",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="log to stderr from this level; info: one line per call (method, status, "
+    "duration, x-request-id)",
+)
 @read_command
 def serve(
     host: str,
@@ -70,6 +87,8 @@ def serve(
     insecure_dev_secret: bool,
     max_receive_message_size: int | None,
     max_send_message_size: int | None,
+    node_port: int | None,
+    log_level: str,
 ) -> int:
     """Run jdkit's embedded JD until Ctrl-C / SIGTERM.
 
@@ -80,6 +99,12 @@ def serve(
     st = state()
     st.refuse_connection_flags("serve")
     out = st.output()
+    # the same format as `python -m jdkit._server` (JDKIT_LOG_LEVEL there)
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     allowed = list(tokens)
     if token_file is not None:
         try:
@@ -125,11 +150,15 @@ def serve(
                 auth=StaticTokenVerifier(allowed) if allowed else None,
                 limits=ServerLimits(**sizes),
                 insecure_dev_secret=insecure_dev_secret,
+                node_port=node_port,
             ) as srv:
                 if out.json_mode:
-                    out.json({"listening": srv.address, "db": db}, one_line=True)
+                    extra = {"node_address": srv.node_address} if node_port is not None else {}
+                    out.json({"listening": srv.address, "db": db, **extra}, one_line=True)
                 else:
                     out.text(f"listening on {srv.address}")
+                    if node_port is not None:
+                        out.text(f"node port on {srv.node_address}")
                     hint = (
                         "   # with --token TOKEN (plaintext: --allow-insecure-auth)"
                         if allowed

@@ -5,6 +5,10 @@
 A command that prints a JD message prints that message; a batch prints the
 `BatchProposeJobResponse` JD would send; rows jdkit computes (rollout
 status) use the same conventions.
+
+The one exception to "unset fields left out": a list command's answer (a
+`List*Response`) always has its list field, empty or not (`{"nodes": []}`),
+so a script can read `.nodes` without a default.
 """
 
 from __future__ import annotations
@@ -72,7 +76,13 @@ def _row(obj: Any) -> dict[str, Any]:
 def to_data(obj: Any) -> Any:
     """JSON-ready data in the one `--json` shape."""
     if isinstance(obj, betterproto2.Message):
-        return to_json_dict(obj)
+        data = to_json_dict(obj)
+        name = type(obj).__name__
+        if name.startswith("List") and name.endswith("Response"):
+            for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+                if isinstance(getattr(obj, f.name), list):
+                    data.setdefault(json_name(f.name), [])
+        return data
     if isinstance(obj, Rollout):
         return to_json_dict(rollout_response(obj))
     if isinstance(obj, RolloutStatus):

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Unpack
 
+from jdkit._exceptions import NotFoundError
 from jdkit._tasks._requests import SelectorLike, id_list, selector_list
 from jdkit._tasks._rollout import NodesLike
 from jdkit._tasks._waiters import parse_status, status_name
@@ -166,6 +167,16 @@ async def rollout_status(
             **opts,
         )
     ]
+    if not jobs and node_ids is None and (external_job_id is not None or job_ids is not None):
+        # An id that names nothing is a mistake (a typo, another JD), not an
+        # empty rollout: say so, as get_job would. Picked by nodes=, the
+        # nodes without the job are the answer ("not proposed").
+        what = []
+        if external_job_id is not None:
+            what.append(f"externalJobID {external_job_id!r}")
+        if job_ids is not None:
+            what.append(f"job id(s) {', '.join(map(repr, job_ids))}")
+        raise NotFoundError(f"no job with {' and '.join(what)}")
     latest: dict[str, job.Proposal] = {}
     if jobs:
         async for p in jd.iter_proposals(job_ids=[j.id for j in jobs], **opts):

@@ -21,7 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, NoReturn, Self
 
 import betterproto2
 
@@ -315,6 +315,9 @@ class SimulatedNode:
             ) as exc:
                 self.last_error = exc
                 log.info("%s: connection to %s failed: %r", self.name, self.jd_node_address, exc)
+            except Exception as exc:  # a bug here must not end the reconnect loop silently
+                self.last_error = exc
+                log.warning("%s: connection attempt failed unexpectedly", self.name, exc_info=True)
             if self._stopping:
                 return
             delay = self.backoff.delay(attempt)
@@ -334,7 +337,12 @@ class SimulatedNode:
         try:
             # pin check first: nothing is sent to a server that is not our JD
             ssl_obj = writer.get_extra_info("ssl_object")
-            der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+            try:
+                der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+            except ValueError:
+                # the JD closed the TLS connection as soon as it was up (under TLS
+                # 1.3 a refused client certificate shows only now): read its alert
+                await self._raise_closed_early(reader)
             got = ed25519_key_from_cert(der) if der else None
             if got is None or not same_key(got, self._jd_key):
                 raise JDKeyMismatchError(
@@ -405,6 +413,17 @@ class SimulatedNode:
                 await self._notify()
         finally:
             stream.close()
+
+    async def _raise_closed_early(self, reader: asyncio.StreamReader) -> NoReturn:
+        try:
+            await asyncio.wait_for(reader.read(1), self.handshake_timeout)
+        except ssl.SSLError as exc:
+            if _is_cert_refusal(exc):
+                raise NodeKeyRefusedError(self.public_key, exc.reason or str(exc)) from None
+            raise ConnectionError(f"TLS connection failed: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionError(f"TLS connection closed at once: {exc!r}") from None
+        raise ConnectionError("the JD closed the TLS connection right after the handshake")
 
     # ---------------------------------------------------- what we serve
 

@@ -172,7 +172,7 @@ async def client_handshake(
                 raise HandshakeError(f"no upgrade response: {proto.handshake_exc or 'EOF'}")
 
     try:
-        response = await asyncio.wait_for(read_response(), timeout)
+        await asyncio.wait_for(read_response(), timeout)  # the protocol checks it
     except TimeoutError:
         raise HandshakeError(f"no upgrade response within {timeout:g}s") from None
     exc = proto.handshake_exc
@@ -181,7 +181,6 @@ async def client_handshake(
         body = bytes(exc.response.body or b"") if isinstance(exc, InvalidStatus) else b""
         raise HandshakeError(f"upgrade refused: {exc}", status, body)
     early = [ev for ev in proto.events_received() if isinstance(ev, Frame)]
-    del response
     return proto, early
 
 

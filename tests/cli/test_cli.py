@@ -458,8 +458,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(served: Served) -> None:
     assert isinstance(plan, dict) and plan["dryRun"] is True
     (entry,) = plan["writes"]
     assert entry["method"] == "/api.job.v1.JobService/BatchProposeJob"
-    # proto JSON leaves unset fields out: no jobs is {}
-    assert json.loads(ok("--json", "jobs", "list", "--node", str(n["id"]), url=url)) == {}
+    # proto JSON leaves unset fields out, but a list command keeps its list
+    assert json.loads(ok("--json", "jobs", "list", "--node", str(n["id"]), url=url)) == {"jobs": []}
     other = register(url, "dry-target-2")
     r = jdkit(
         "--dry-run", "jobs", "batch-propose", "--node", str(n["id"]), "--node", str(other["id"]),
@@ -467,7 +467,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(served: Served) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Dry-run plan: 1 write (none sent)") and "to 2 nodes" in r.stdout
-    assert json.loads(ok("--json", "jobs", "list", "--node", str(other["id"]), url=url)) == {}
+    assert json.loads(ok("--json", "jobs", "list", "--node", str(other["id"]), url=url)) == {
+        "jobs": []
+    }
     # reads still go through in a dry run: an unknown node still fails, as JD would say
     r = jdkit("--dry-run", "jobs", "propose", "--node", "node_zz", "-f", "-", input=spec(), url=url)
     assert_one_line_error(r, 1, "1 of 1 nodes failed", "node_zz", "not found")
@@ -556,11 +558,12 @@ def test_user_mistakes_are_one_line(served: Served, tmp_path: Path) -> None:
 
 def test_token_flags(served: Served) -> None:
     # tokens on a plaintext channel must be allowed explicitly
-    r = jdkit("--token", "abc", "nodes", "list", url=served.address)
-    assert_one_line_error(
-        r, 2, "--allow-insecure-auth: ", "plaintext", "pass --allow-insecure-auth"
-    )
+    # the error names the flag given (--token), not one the user never typed
+    r = jdkit("--token", "abcd", "nodes", "list", url=served.address)
+    assert_one_line_error(r, 2, "--token: ", "plaintext", "TLS", "pass --allow-insecure-auth")
     assert "allow_insecure_auth" not in r.stderr  # hints speak the CLI, not Python
+    r = jdkit("nodes", "list", url=served.address, env=clean_env(JD_TOKEN="abcd"))
+    assert_one_line_error(r, 2, "JD_TOKEN: ", "plaintext")
     # allowed: this server takes no tokens, so any token passes
     ok("--token", "abc", "--allow-insecure-auth", "nodes", "list", url=served.address)
     # a half-configured Cognito login names what is missing

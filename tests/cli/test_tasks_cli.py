@@ -214,3 +214,44 @@ def test_register_ensure_is_idempotent(served: Served) -> None:
     assert renamed["node"]["labels"] == [{"key": "env", "value": "dev"}]  # kept without --label
     r = jdkit("nodes", "register", "--public-key", key, "--name", "ens-3", url=url)
     assert_one_line_error(r, 1, "ALREADY_EXISTS")  # without --ensure: JD's answer
+
+
+def test_status_and_wait_of_an_unknown_job_fail_naming_it(served: Served) -> None:
+    unknown = str(uuid.uuid4())
+    for cmd in (["jobs", "status", unknown], ["wait", unknown, "--timeout", "1"]):
+        r = jdkit(*cmd, url=served.address)
+        assert_one_line_error(r, 2, f"no job with externalJobID '{unknown}'")
+    r = jdkit("jobs", "status", "--job", "job_nope", url=served.address)
+    assert_one_line_error(r, 2, "'job_nope'")
+
+
+def test_json_of_an_empty_list_keeps_the_list_field(tmp_path: Path) -> None:
+    proc, first = start_serve("--db", str(tmp_path / "empty.sqlite"), "--insecure-dev-secret")
+    try:
+        url = first.split()[-1]
+        assert json.loads(ok("--json", "nodes", "list", url=url)) == {"nodes": []}
+        assert json.loads(ok("--json", "proposals", "list", url=url)) == {"proposals": []}
+        # other shapes are untouched: unset fields stay out
+        assert json.loads(ok("--json", "health", url=url)) == {"status": "SERVING"}
+    finally:
+        stop(proc)
+
+
+def test_serve_log_level_info_logs_each_call_with_its_request_id(tmp_path: Path) -> None:
+    proc, first = start_serve("--log-level", "info")
+    try:
+        ok("nodes", "list", url=first.split()[-1])
+    finally:
+        stop(proc)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    line = next(ln for ln in err.splitlines() if "/api.node.v1.NodeService/ListNodes" in ln)
+    assert " INFO jdkit.server: " in line and " OK " in line and "x-request-id" in line, err
+    # the default stays quiet: no line per call
+    proc, first = start_serve()
+    try:
+        ok("nodes", "list", url=first.split()[-1])
+    finally:
+        stop(proc)
+    assert proc.stderr is not None
+    assert "ListNodes" not in proc.stderr.read()

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from jdkit import ConfigError, JobDistributor, ProposalWaitError, Rollout
+from jdkit import ConfigError, JobDistributor, NotFoundError, ProposalWaitError, Rollout
 from jdkit.pb import job, node
 from tests.helpers.server_fixtures import add_node, lbl, pubkey, served, spec
 
@@ -74,6 +74,21 @@ async def test_propose_by_selector_wait_and_status() -> None:
         assert {r.job_id for r in by_label} == {r.job_id for r in st2}
         by_job = await jd.rollout_status(job_ids=[st2[0].job_id])
         assert [r.node_id for r in by_job] == [st2[0].node_id]
+
+
+async def test_rollout_status_of_an_unknown_id_is_not_found() -> None:
+    async with served() as (_srv, jd):
+        nodes = await _fleet(jd, 2)
+        unknown = "0b6c1e4e-0000-4000-8000-000000000000"
+        with pytest.raises(NotFoundError, match=f"no job with externalJobID '{unknown}'"):
+            await jd.rollout_status(unknown)
+        with pytest.raises(NotFoundError, match=r"job id.*'job_nope'"):
+            await jd.rollout_status(job_ids=["job_nope"])
+        # picked by nodes: the nodes without the job are the answer, not an error
+        st = await jd.rollout_status(unknown, nodes=[n.id for n in nodes])
+        assert {r.status_text for r in st} == {"not proposed"}
+        # a label selector that matches no job is an empty status
+        assert len(await jd.rollout_status(selector="team=nobody")) == 0
 
 
 async def test_propose_reports_each_failed_node() -> None:

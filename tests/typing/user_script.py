@@ -16,10 +16,12 @@ from jdkit.pb import job, node
 SPEC = 'type = "offchainreporting2"\nschemaVersion = 1\nname = "{name}"\nexternalJobID = "{ext}"\n'
 
 
-async def node_side(provider: jdkit.EmbeddedProvider, jd: jdkit.JobDistributor) -> None:
-    """Play every node: approve each proposal as it arrives."""
+async def node_side(
+    provider: jdkit.EmbeddedProvider, jd: jdkit.JobDistributor, stop: asyncio.Event
+) -> None:
+    """Play every node: approve each proposal as it arrives, until told to stop."""
     done: set[str] = set()
-    while True:
+    while not stop.is_set():
         async for p in jd.iter_proposals():
             if p.status == job.ProposalStatus.PROPOSED and p.id not in done:
                 done.add(p.id)
@@ -40,7 +42,8 @@ async def deploy() -> jdkit.RolloutStatus:
 
         dev: list[str] = [n.id async for n in jd.iter_nodes(selector="env=dev", enabled=True)]
         ext = str(uuid.uuid4())
-        approver = asyncio.create_task(node_side(provider, jd))
+        stop = asyncio.Event()
+        approver = asyncio.create_task(node_side(provider, jd, stop))
         try:
             rollout: jdkit.Rollout = await jd.propose(
                 SPEC.format(name="v1", ext=ext), nodes="env=dev"
@@ -52,7 +55,10 @@ async def deploy() -> jdkit.RolloutStatus:
             v2 = await jd.propose(SPEC.format(name="v2", ext=ext), nodes=dev, chunk_size=3)
             await jd.wait_for_proposals(v2, timeout=30)
         finally:
-            approver.cancel()
+            # Stop by event and wait for the task: a cancel alone may land inside
+            # a call and leave the task running while the provider closes.
+            stop.set()
+            await approver
         status = await jd.rollout_status(ext, nodes="env=dev")
         behind: list[str] = [r.node_name for r in status.not_reached("APPROVED", revision=2)]
         assert behind == [] and revisions == {1}, behind

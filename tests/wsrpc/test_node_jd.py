@@ -345,3 +345,43 @@ async def test_batch_propose_reaches_every_connected_node(env: Env) -> None:
             await n.wait_until(functools.partial(_approved_first, n))
     finally:
         await asyncio.gather(*(n.stop() for n in nodes))
+
+
+async def test_from_env_serves_node_rpc_port() -> None:
+    from jdkit import JobDistributor
+    from jdkit._server import EmbeddedJD
+
+    env = {
+        "JDKIT_HOST": "127.0.0.1",
+        "PORT": "0",
+        "HEALTHZ_PORT": "0",
+        "NODE_RPC_PORT": "0",
+        "CSA_KEY_ENCRYPTION_SECRET": "from-env-secret",
+    }
+    async with EmbeddedJD.from_env(env) as srv:
+        assert srv.node_port
+        async with JobDistributor.connect(srv.address, timeout=10) as jd:
+            n = SimulatedNode(srv.node_address, await jd.get_csa_public_key())
+            await jd.register_node(node.RegisterNodeRequest(name="env", public_key=n.public_key))
+            async with n:
+                assert n.connected
+
+
+async def test_refusal_seen_only_after_the_connection_closed_is_still_a_refusal() -> None:
+    """Under TLS 1.3 the JD's refusal can close the connection before the node
+    looks at the JD's certificate; the node then reads the alert, not a crash."""
+    import asyncio as aio
+
+    async with jd_env() as env:
+        n = env.node()
+        host, port = env.srv.node_address.rsplit(":", 1)
+        assert n._ctx is None
+        from jdkit._wsrpc._tls import client_context
+
+        reader, writer = await aio.open_connection(host, int(port), ssl=client_context(n._key))
+        try:
+            await aio.sleep(0.3)  # the JD's alert arrives and it hangs up
+            with pytest.raises(NodeKeyRefusedError):
+                await n._raise_closed_early(reader)
+        finally:
+            writer.close()

@@ -31,6 +31,7 @@ from typing import Any
 import betterproto2
 
 from jdkit._methods import Method
+from jdkit._redact import REDACTED, is_sensitive_key
 
 Message = betterproto2.Message
 
@@ -50,6 +51,16 @@ class Call:
     attempt: int = 1
     #: Per-call overrides (e.g. {"retry": RetryPolicy(...)}) read by interceptors.
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # The auth interceptor puts the bearer token into `metadata`: a repr
+        # printed outside logging (where the redaction filter cannot help)
+        # must not carry it.
+        shown = {k: (REDACTED if is_sensitive_key(k) else v) for k, v in self.metadata.items()}
+        return (
+            f"Call(method={self.method.name!r}, request={type(self.request).__name__}, "
+            f"metadata={shown!r}, deadline={self.deadline!r}, attempt={self.attempt})"
+        )
 
     def time_remaining(self) -> float | None:
         if self.deadline is None:

@@ -200,11 +200,54 @@ def scrub_record(record: logging.LogRecord, registry: SecretRegistry) -> None:
             record.exc_text, record.exc_info = redacted, None
 
 
+def _header_name(header: object) -> str:
+    name = header[0] if isinstance(header, tuple) and header else header
+    if isinstance(name, bytes):
+        return name.decode("latin-1")
+    return name if isinstance(name, str) else ""
+
+
+def _masked(value: object) -> str:
+    """`Bearer [redacted]` for `Bearer X`: the scheme stays readable."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    text = text.strip("'\"") if not isinstance(value, bytes) else text
+    scheme, sep, _ = text.partition(" ")
+    return f"{scheme} {REDACTED}" if sep and scheme.isalpha() else REDACTED
+
+
+def scrub_hpack(record: logging.LogRecord) -> None:
+    """Redact credentials from hpack's DEBUG records, registered or not.
+
+    A server logs a caller's header block before any verifier has seen (and
+    registered) the token in it, so hpack's records cannot rely on the
+    registry: raw header blocks are shown by size only, and decoded or added
+    headers whose name carries a credential lose their value.
+    """
+    args = record.args
+    if not isinstance(args, tuple) or not args:
+        return
+    msg = str(record.msg)
+    if msg.startswith(("Decoding %s", "Encoded header block to %s")):
+        block = args[0]
+        size = len(block) if isinstance(block, (bytes, bytearray, memoryview)) else 0
+        record.args = (f"<{size} bytes of header block>", *args[1:])
+    elif msg.startswith("Decoded %s") and is_sensitive_key(_header_name(args[0])):
+        header = args[0]
+        value = header[1] if isinstance(header, tuple) and len(header) > 1 else ""
+        record.args = ((_header_name(header), _masked(value)), *args[1:])
+    elif (
+        msg.startswith("Adding %s=%s") and len(args) > 1 and is_sensitive_key(_header_name(args[0]))
+    ):
+        record.args = (args[0], _masked(args[1]), *args[2:])
+
+
 def make_factory(previous: RecordFactory, registry: SecretRegistry) -> RecordFactory:
     """A record factory: `previous`'s record, scrubbed when `registry` is non-empty."""
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
+        if record.name.startswith("hpack"):
+            scrub_hpack(record)
         if registry.patterns:
             scrub_record(record, registry)
         return record

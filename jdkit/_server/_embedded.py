@@ -19,6 +19,7 @@ from grpclib.events import RecvRequest, listen
 from jdkit._exceptions import ConfigError
 from jdkit._proto.api.job.v1 import Proposal, ProposalStatus
 from jdkit._proto.api.node.v1 import ChainConfig, Node
+from jdkit._redact import install as _install_redaction
 from jdkit._redact import redact_url
 from jdkit._server import _csa, _grpc
 from jdkit._server._csa import DEV_CSA_SECRET
@@ -164,6 +165,9 @@ class EmbeddedJD:
         `node_port` (0 = any free port) also serves the node-facing wsrpc
         protocol there (needs `jdkit[node]`); see `node_address`.
         """
+        # hpack logs callers' headers at DEBUG before any verifier has seen the
+        # token in them: the record factory redacts credential headers from then on.
+        _install_redaction()
         return _Starting(
             cls(
                 host=host,

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc import aio
 
+import jdkit._redact
 import jdkit._server._auth as server_auth
 from jdkit._server import EmbeddedJD
 from jdkit.server import JWKSVerifier, StaticTokenVerifier
@@ -63,6 +64,8 @@ async def test_control_without_registration_hpack_logs_the_token(
     debug_logs: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(server_auth, "_remember", lambda token: None)
+    # and hpack's records not scrubbed by header name either
+    monkeypatch.setattr(jdkit._redact, "scrub_hpack", lambda record: None)
     token = "srv-" + secrets.token_urlsafe(24)
     async with EmbeddedJD.start(auth=StaticTokenVerifier([token])) as srv:
         await version_calls(srv.address, token)

@@ -13,7 +13,8 @@ selector message (`jdkit.pb.label.Selector`, as `jdkit.selectors.parse`
 returns): selectors are text or `Selector` objects. Every error is a `JDError`; the
 errors of a call are `RPCError`s named after the gRPC status. The Docker
 provider's names (`DockerProvider`, `DockerConfig`, `DockerProviderError`,
-`sweep_docker`) are imported on first use: they need the `docker` extra.
+`sweep_docker`, `release_docker_reused`) are imported on first use: they
+need the `docker` extra.
 
 Also here: `METHODS` (every RPC's `Method`, by path) and `WRITES` (the paths
 of the writes: what dry-run journals and what is retried only when it
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 # client side on first use. So `import jdkit.server` and the embedded JD load
 # no client module (the package is imported before any of its submodules),
 # and the Docker and node-protocol names need their extras only when used.
-from jdkit import pb, selectors
+from jdkit import _exports, pb, selectors
 from jdkit._exceptions import (
     AlreadyExistsError,
     AuthError,
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
         DockerConfig,
         DockerProvider,
         DockerProviderError,
+        release_docker_reused,
         sweep_docker,
     )
     from jdkit._retry import RetryPolicy
@@ -119,6 +121,7 @@ _LAZY: dict[str, str] = {
     "DockerConfig": "._providers",
     "DockerProvider": "._providers",
     "DockerProviderError": "._providers",
+    "release_docker_reused": "._providers",
     "sweep_docker": "._providers",
     "RetryPolicy": "._retry",
     "NodeRollout": "._tasks",
@@ -149,13 +152,14 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
     import importlib
 
+    # the module publishes its names (jdkit._exports) as it loads
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return _exports.public_dir(globals())
 
 
 __all__ = [
@@ -222,8 +226,11 @@ __all__ = [
     "__version__",
     "connect",
     "pb",
+    "release_docker_reused",
     "selectors",
     "show",
     "sweep_docker",
     "table",
 ]
+
+_exports.publish_all(globals())  # the names imported above; the others as they load

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from grpclib.client import Channel
 from grpclib.config import Configuration
 
+from jdkit import _exports
 from jdkit._codec import ClientCodec
 from jdkit._exceptions import ConfigError
 
@@ -155,3 +156,7 @@ def open_channel(
         config=config,
         codec=ClientCodec(),  # the generated fast path (jdkit._codec)
     )
+
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", TLSConfig)

@@ -30,6 +30,7 @@ from typing import Any
 
 import betterproto2
 
+from jdkit import _exports
 from jdkit._methods import Method
 from jdkit._redact import REDACTED, is_sensitive_key
 
@@ -69,7 +70,9 @@ class Call:
 
 
 UnaryNext = Callable[[Call], Awaitable[Message]]
+"""The `proceed` a unary `Interceptor.unary` is given: await it with the call."""
 StreamNext = Callable[[Call], AsyncIterator[Message]]
+"""The `proceed` a streaming `Interceptor.stream` is given: iterate its replies."""
 
 
 class Interceptor:
@@ -110,3 +113,7 @@ def _bind_stream(icp: Interceptor, proceed: StreamNext) -> StreamNext:
         return icp.stream(call, proceed)
 
     return step
+
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", Call, Interceptor)

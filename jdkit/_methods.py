@@ -92,7 +92,11 @@ METHODS: dict[str, Method] = {
     ]
 }
 
+"""Every JD RPC's `Method`, by path (`/api.node.v1.NodeService/ListNodes`)."""
+
 WRITES = frozenset(p for p, m in METHODS.items() if m.write)
+"""The paths of the writes: what a dry run journals instead of sending, and
+what is retried only when it provably never reached the server."""
 
 
 def method(service: str, name: str) -> Method:

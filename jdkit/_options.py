@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jdkit import _exports
 from jdkit._channel import Target, TLSConfig, parse_target
 from jdkit._compression import ENCODINGS
 from jdkit._exceptions import ConfigError
@@ -89,7 +90,7 @@ class ClientOptions:
     `interceptors` run between the deadline and dry-run, in the order given.
     `metadata` is sent with every call; the values of credential keys
     (`authorization`, or a key naming a token, secret, password, api-key or
-    cookie) are treated as secrets: kept out of logs (`jdkit._redact`) and of
+    cookie) are treated as secrets: kept out of log records and of
     this repr. `dry_run`: True, or a `Journal` to
     record into, gives a client whose writes are journaled instead of sent.
 
@@ -291,3 +292,7 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if raw in _FALSE:
         return False
     raise ConfigError(name, f"expected 1/0, true/false, yes/no; got {raw!r}")
+
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", ClientOptions)

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 from grpclib.const import Status
 
+from jdkit import _exports
 from jdkit._exceptions import ConfigError, DeadlineExceededError, RPCError, UnavailableError
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
 
@@ -204,3 +205,7 @@ class _Expiry:
     def __call__(self) -> None:
         self.fired = True
         self.task.cancel()
+
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", RetryPolicy)

@@ -13,6 +13,14 @@ are left out before an ID, status or revision is cut) and in Jupyter
 (`_repr_html_`, every value escaped); `show(x, file=...)` prints one now.
 """
 
+from jdkit import _exports
 from jdkit._display import Column, Detail, Table, show, table
 
 __all__ = ["Column", "Detail", "Table", "show", "table"]
+
+
+_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
+
+
+def __dir__() -> list[str]:
+    return _exports.public_dir(globals())

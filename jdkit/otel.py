@@ -30,7 +30,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from jdkit import _tracing
+from jdkit import _exports, _tracing
 from jdkit._exceptions import RPCError
 from jdkit._interceptors import Call, Interceptor, Message, StreamNext, UnaryNext
 
@@ -123,3 +123,10 @@ def _failed(span: Any, exc: BaseException) -> None:
     span.set_attribute("error.type", type(exc).__name__)
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
+
+
+_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
+
+
+def __dir__() -> list[str]:
+    return _exports.public_dir(globals())

@@ -32,12 +32,12 @@ import pytest
 
 from jdkit._server._embedded import node_port_available
 from jdkit.testing import (
-    docker_opt_in_required,
     jd_client_factory,
     jd_docker_factory,
     jd_server_factory,
     simulated_node_factory,
 )
+from jdkit.testing._docker import docker_opt_in_required
 
 DOCKER_OPT_IN = "needs Docker: run pytest with --jd-docker or mark the test @pytest.mark.jd_docker"
 

@@ -22,6 +22,10 @@ Requirements are separated by commas (commas inside `( )` belong to a set):
 The server evaluates them (see SEMANTICS: a missing key or a label without a
 value matches only EXIST / NOT_EXIST). Bad input raises `ConfigError` (a
 `ValueError`) whose message names the problem and where it is.
+
+`Selector` is the message `parse` returns (`jdkit.pb.label.Selector`, also
+`jdkit.Selector`) and `Op` its operator enum (`jdkit.pb.label.SelectorOp`),
+for building selectors without text.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from jdkit import _exports
 from jdkit._exceptions import ConfigError
 from jdkit.pb import label
 
-__all__ = ["format", "format_labels", "parse", "parse_labels", "parse_one"]
+__all__ = ["Op", "Selector", "format", "format_labels", "parse", "parse_labels", "parse_one"]
 
 Selector = label.Selector
 Op = label.SelectorOp
@@ -177,3 +182,10 @@ def parse_labels(items: str | Iterable[str]) -> list[label.Label]:
 def format_labels(labels: Iterable[label.Label]) -> str:
     """`env=prod, canary` (a label without a value shows as its key)."""
     return ", ".join(lb.key if lb.value is None else f"{lb.key}={lb.value}" for lb in labels)
+
+
+_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
+
+
+def __dir__() -> list[str]:
+    return _exports.public_dir(globals())

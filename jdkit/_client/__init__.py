@@ -35,6 +35,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError
 
+from jdkit import _exports
 from jdkit._channel import open_channel
 from jdkit._client._calls import CallOptions
 from jdkit._client._health import HealthMethods, ServingStatus
@@ -317,3 +318,7 @@ class JobDistributor(TaskMethods, HealthMethods):
         """
         if self._version_check is not None:
             await self._version_check.verify()
+
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", CallOptions, JobDistributor)

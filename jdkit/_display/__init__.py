@@ -28,8 +28,13 @@ Layout: `_cells` (a value as a cell's text, status colours), `_columns`
 (`table()` picks the view for a reply, `show()` prints it).
 """
 
+from jdkit import _exports
 from jdkit._display._columns import Column
 from jdkit._display._show import show, table
 from jdkit._display._table import Detail, Table
 
 __all__ = ["Column", "Detail", "Table", "show", "table"]
+
+# their public homes (jdkit._exports), as they load: `jdkit.table()` returns a Table
+_exports.publish("jdkit", show, table)
+_exports.publish("jdkit.display", Column, Detail, Table)

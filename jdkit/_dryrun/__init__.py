@@ -13,8 +13,12 @@ registers a node and then proposes to it by selector can be planned end to end.
 - `_interceptor`: `DryRunInterceptor`, one answer per write RPC and per read.
 """
 
+from jdkit import _exports
 from jdkit._dryrun._interceptor import DryRunInterceptor
 from jdkit._dryrun._journal import Journal, JournalEntry
 from jdkit._dryrun._journal import _summary as _summary  # jdkit._display renders entries with it
 
 __all__ = ["DryRunInterceptor", "Journal", "JournalEntry"]
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", Journal, JournalEntry)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from jdkit import _exports
 from jdkit._options import ENV_URL, ClientOptions
 from jdkit._providers._base import Provider, ProviderNotInitializedError
 from jdkit._providers._embedded import EmbeddedProvider
@@ -20,6 +21,7 @@ __all__ = [
     "RemoteConfig",
     "RemoteProvider",
     "connect",
+    "release_docker_reused",
     "sweep_docker",
 ]
 
@@ -28,10 +30,17 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
         DockerConfig,
         DockerProvider,
         DockerProviderError,
+        release_docker_reused,
         sweep_docker,
     )
 
-_DOCKER = {"DockerConfig", "DockerProvider", "DockerProviderError", "sweep_docker"}
+_DOCKER = {
+    "DockerConfig",
+    "DockerProvider",
+    "DockerProviderError",
+    "release_docker_reused",
+    "sweep_docker",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -73,3 +82,15 @@ def connect(
             } | given
         return RemoteProvider(ClientOptions.from_env(**given))
     return EmbeddedProvider(opts)
+
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish(
+    "jdkit",
+    EmbeddedProvider,
+    Provider,
+    ProviderNotInitializedError,
+    RemoteConfig,
+    RemoteProvider,
+    connect,
+)

@@ -36,6 +36,9 @@ __all__ = ["JWKSVerifier", "StaticTokenVerifier", "StaticTokens", "Verifier", "b
 log = logging.getLogger("jdkit.server.auth")
 
 Verifier = Callable[[str | None], Awaitable[None]]
+"""The type of `EmbeddedJD.start(auth=...)`: awaited with each call's bearer token
+(None without one); it returns to admit the call or raises
+`grpclib.exceptions.GRPCError(Status.UNAUTHENTICATED, why)` to refuse it."""
 
 #: Asymmetric algorithms only: a JWKS publishes public keys, and accepting
 #: HS* against a published key is the classic algorithm-confusion hole.

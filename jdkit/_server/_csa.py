@@ -26,6 +26,7 @@ from jdkit._exceptions import ConfigError
 #: one (and never by `EmbeddedJD.from_env`, the production-shaped entry).
 #: Anyone can read it here, so a key sealed with it is not protected.
 DEV_CSA_SECRET = "jdkit-embedded-dev-only-csa-secret-not-for-production"
+"""The published secret a server without one seals its CSA key with: for tests only."""
 
 _N, _R, _P = 2**14, 8, 1
 

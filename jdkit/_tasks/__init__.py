@@ -17,8 +17,12 @@ Everything here goes through the client's public methods, so the interceptor
 chain (deadlines, retries, auth, dry-run) applies to each call they make.
 """
 
+from jdkit import _exports
 from jdkit._tasks._rollout import Rollout
 from jdkit._tasks._status import NodeRollout, RolloutStatus
 from jdkit._tasks._waiters import ProposalWaitError
 
 __all__ = ["NodeRollout", "ProposalWaitError", "Rollout", "RolloutStatus"]
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish("jdkit", NodeRollout, ProposalWaitError, Rollout, RolloutStatus)

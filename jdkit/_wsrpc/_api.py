@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jdkit import _exports
 from jdkit._wsrpc._errors import (
     JDKeyMismatchError,
     NodeAlreadyConnectedError,
@@ -27,3 +28,17 @@ __all__ = [
     "WsrpcCallError",
     "WsrpcTimeoutError",
 ]
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish(
+    "jdkit",
+    JDKeyMismatchError,
+    NodeAlreadyConnectedError,
+    NodeKeyRefusedError,
+    NodeProtocolError,
+    ReceivedProposal,
+    SimulatedFleet,
+    SimulatedNode,
+    WsrpcCallError,
+    WsrpcTimeoutError,
+)

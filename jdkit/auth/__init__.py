@@ -38,6 +38,7 @@ setting two is an error):
       [JD_COGNITO_CLIENT_SECRET], [JD_COGNITO_ENDPOINT_URL]
 """
 
+from jdkit import _exports
 from jdkit.auth._cognito import CognitoTokenSource
 from jdkit.auth._env import from_env
 from jdkit.auth._interceptor import AuthInterceptor
@@ -55,3 +56,10 @@ __all__ = [
     "TokenSource",
     "from_env",
 ]
+
+
+_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
+
+
+def __dir__() -> list[str]:
+    return _exports.public_dir(globals())

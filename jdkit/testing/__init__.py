@@ -45,9 +45,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
         "jdkit.testing needs pytest: install it with pip install 'jdkit[pytest]'"
     ) from exc
 
+from jdkit import _exports
 from jdkit.testing._any_loop import AnyLoopChannel, any_loop_client
 from jdkit.testing._docker import docker_engine_problem, jd_docker_factory
-from jdkit.testing._docker import docker_opt_in_required as docker_opt_in_required
 from jdkit.testing._factories import (
     jd_client_factory,
     jd_remote_factory,
@@ -68,3 +68,10 @@ __all__ = [
     "jd_server_factory",
     "simulated_node_factory",
 ]
+
+
+_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
+
+
+def __dir__() -> list[str]:
+    return _exports.public_dir(globals())

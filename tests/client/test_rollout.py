@@ -9,9 +9,8 @@ import pytest
 
 from jdkit import ConfigError, JobDistributor, NotFoundError, ProposalWaitError, Rollout
 from jdkit.pb import job, node
+from tests.helpers.nodeside import answering
 from tests.helpers.server_fixtures import add_node, lbl, pubkey, served, spec
-
-from ._nodeside import answering
 
 pytestmark = pytest.mark.asyncio
 

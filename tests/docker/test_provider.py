@@ -19,7 +19,7 @@ from jdkit._providers._docker import (
     LABEL_ROLE,
     LABEL_RUN,
     DockerProvider,
-    release_reused,
+    release_docker_reused,
 )
 from jdkit.pb import app, csa, health, job, label, node, probation, protobuf
 from tests.helpers.docker_helpers import (
@@ -246,7 +246,7 @@ async def test_reuse_keeps_one_run_for_the_session() -> None:
             containers, _ = await labelled(docker, f"{LABEL_RUN}={first.run_id}")
         assert len(containers) == 2  # still there after both providers closed
     finally:
-        await release_reused()
+        await release_docker_reused()
     await assert_nothing_left(first.run_id)
 
 

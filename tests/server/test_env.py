@@ -124,7 +124,7 @@ def _wait_line(proc: subprocess.Popen[str], prefix: str) -> str:
 
 @pytest.mark.asyncio
 async def test_python_m_runs_from_env_and_stops_on_sigterm() -> None:
-    proc = _spawn(["-m", "jdkit._server"], BASE_ENV)
+    proc = _spawn(["-m", "jdkit.server"], BASE_ENV)
     try:
         line = await asyncio.to_thread(_wait_line, proc, "listening on ")
         address = line.removeprefix("listening on ")
@@ -146,7 +146,7 @@ async def test_python_m_runs_from_env_and_stops_on_sigterm() -> None:
 @pytest.mark.asyncio
 async def test_python_m_without_secret_fails_clearly() -> None:
     env = {k: v for k, v in BASE_ENV.items() if k != "CSA_KEY_ENCRYPTION_SECRET"}
-    proc = _spawn(["-m", "jdkit._server"], {**env, "CSA_KEY_ENCRYPTION_SECRET": ""})
+    proc = _spawn(["-m", "jdkit.server"], {**env, "CSA_KEY_ENCRYPTION_SECRET": ""})
     _out, err = await asyncio.to_thread(proc.communicate, None, 20)
     assert proc.returncode == 2 and "CSA_KEY_ENCRYPTION_SECRET" in err
 

@@ -30,6 +30,7 @@ CORE = (
     "jdkit",  # the package: its client names load on first use
     "jdkit._core",
     "jdkit._exceptions",
+    "jdkit._exports",
     "jdkit._methods",
     "jdkit._redact",
     "jdkit._compression",

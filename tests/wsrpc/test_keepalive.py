@@ -14,8 +14,7 @@ from jdkit._wsrpc._rpc import encode_request, new_call_id
 from jdkit._wsrpc._tls import ClientStream, client_context
 from jdkit._wsrpc._ws import Timing, client_handshake
 from jdkit.pb import node
-
-from ._helpers import eventually, jd_env
+from tests.helpers.wsrpc_helpers import eventually, jd_env
 
 pytestmark = pytest.mark.asyncio
 SHORT = Timing(ping_interval=0.2, read_timeout=0.6, write_timeout=1.0)

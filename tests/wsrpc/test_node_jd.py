@@ -22,8 +22,7 @@ from jdkit._wsrpc._errors import (
     WsrpcCallError,
 )
 from jdkit.pb import job, node
-
-from ._helpers import Env, eventually, free_port, jd_env, spec
+from tests.helpers.wsrpc_helpers import Env, eventually, free_port, jd_env, spec
 
 S = job.ProposalStatus
 D = job.ProposalDeliveryStatus

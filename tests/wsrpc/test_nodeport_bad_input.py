@@ -23,8 +23,7 @@ from jdkit._wsrpc._rpc import encode_request, new_call_id
 from jdkit._wsrpc._tls import ClientStream, client_context
 from jdkit._wsrpc._ws import client_handshake
 from jdkit.pb import job, node
-
-from ._helpers import Env, eventually, jd_env
+from tests.helpers.wsrpc_helpers import Env, eventually, jd_env
 
 pytestmark = pytest.mark.asyncio
 

@@ -10,8 +10,7 @@ import pytest
 from jdkit._wsrpc._keys import public_hex
 from jdkit._wsrpc._simulate import key_from_file, simulate
 from jdkit.pb import job, node
-
-from ._helpers import FAST, eventually, jd_env
+from tests.helpers.wsrpc_helpers import FAST, eventually, jd_env
 
 pytestmark = pytest.mark.asyncio
 

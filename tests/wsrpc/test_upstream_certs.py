@@ -17,8 +17,7 @@ from jdkit._wsrpc._keys import ed25519_key_from_cert, public_hex
 from jdkit._wsrpc._tls import ClientStream
 from jdkit._wsrpc._ws import client_handshake
 from jdkit.pb import node
-
-from ._helpers import jd_env
+from tests.helpers.wsrpc_helpers import jd_env
 
 
 def _der(tag: int, body: bytes) -> bytes:

@@ -8,6 +8,7 @@ By concern: `_config` (DockerConfig, checked without an engine), `_images`
 
 from __future__ import annotations
 
+from jdkit import _exports
 from jdkit._providers._docker._config import (
     DEFAULT_POSTGRES_IMAGE,
     ENV_JD_IMAGE,
@@ -25,7 +26,7 @@ from jdkit._providers._docker._sweep import (
     LABEL_REUSE,
     LABEL_ROLE,
     LABEL_RUN,
-    release_reused,
+    release_docker_reused,
     remove_run,
     sweep_docker,
 )
@@ -45,7 +46,12 @@ __all__ = [
     "DockerConfig",
     "DockerProvider",
     "DockerProviderError",
-    "release_reused",
+    "release_docker_reused",
     "remove_run",
     "sweep_docker",
 ]
+
+# jdkit exports these (imported on first use): their public home, as they load
+_exports.publish(
+    "jdkit", DockerConfig, DockerProvider, DockerProviderError, release_docker_reused, sweep_docker
+)

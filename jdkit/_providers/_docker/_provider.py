@@ -35,7 +35,7 @@ Every container and network carries labels naming its run and process
 Reuse: with `reuse=True` the containers outlive `aclose()`; a later provider
 in the same process with an equal config (secrets aside: the first run's stay
 in force) attaches to them instead of starting anew, which saves the start-up
-time in a test session. Call `await release_reused()` at the end of the
+time in a test session. Call `await release_docker_reused()` at the end of the
 session; if the process dies first, the next run's `sweep_docker()` removes them.
 
 aiodocker runs on asyncio only, so this provider does too. The engine must

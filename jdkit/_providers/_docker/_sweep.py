@@ -208,7 +208,7 @@ class _Run:
 _REUSED: dict[str, tuple[_Run, str | None]] = {}  # reuse key -> (run, docker_host)
 
 
-async def release_reused() -> int:
+async def release_docker_reused() -> int:
     """Remove the containers kept by `reuse=True` providers of this process."""
     import aiodocker
 

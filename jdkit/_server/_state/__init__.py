@@ -43,7 +43,12 @@ __all__ = ["JDState"]
 
 
 class JDState(Nodes, Jobs, Policies, NodeSide):
-    """JD's data and rules on top of a `Database`."""
+    """JD's data and rules on top of a database: what `srv.state` is.
+
+    The methods the RPC handlers call (`register_node`, `list_nodes`,
+    `propose_job`, ...) take and return the generated messages (`jdkit.pb`),
+    each in one transaction, and raise jdkit's errors (`NotFoundError`, ...).
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -1,4 +1,4 @@
-"""`python -m jdkit._server`: run the embedded JD configured from the
+"""`python -m jdkit.server`: run the embedded JD configured from the
 environment, the contract of the real JD image (see `EmbeddedJD.from_env`)."""
 
 from __future__ import annotations

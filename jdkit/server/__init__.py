@@ -11,22 +11,27 @@ what a client sends): `EmbeddedJD.start(auth=...)` awaits one with each
 call's bearer token (`Verifier` is the type of such a hook, `bearer_token`
 reads the token from an `authorization` value). `DEV_CSA_SECRET` is the
 published secret a server without one seals its CSA key with: for tests
-only. `serve` runs a server until SIGINT/SIGTERM, as
-`jdkit serve` does. `ServerLimits` bounds what one caller may cost
-(`EmbeddedJD.start(limits=...)`: message sizes, per-connection caps,
-timeouts). Behaviour follows the JD semantics the SDK documents;
-where the upstream record is silent, the choices are written in the server's
-state docstring.
+only. `serve` runs a server until SIGINT/SIGTERM, as `jdkit serve` does;
+`python -m jdkit.server` runs one configured from the environment
+(`EmbeddedJD.from_env`), as the JD image does. `ServerLimits` bounds what one
+caller may cost (`EmbeddedJD.start(limits=...)`: message sizes,
+per-connection caps, timeouts). `JDState` is the store and JD's rules behind
+a server (`srv.state`). Behaviour follows the JD semantics the SDK
+documents; where the upstream record is silent, the choices are written in
+the server's state docstring.
 """
 
+from jdkit import _exports
 from jdkit._server import DEV_CSA_SECRET, EmbeddedJD
 from jdkit._server import serve_forever as serve
 from jdkit._server._auth import JWKSVerifier, StaticTokenVerifier, Verifier, bearer_token
 from jdkit._server._limits import ServerLimits
+from jdkit._server._state import JDState
 
 __all__ = [
     "DEV_CSA_SECRET",
     "EmbeddedJD",
+    "JDState",
     "JWKSVerifier",
     "ServerLimits",
     "StaticTokenVerifier",
@@ -34,3 +39,10 @@ __all__ = [
     "bearer_token",
     "serve",
 ]
+
+
+_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
+
+
+def __dir__() -> list[str]:
+    return _exports.public_dir(globals())

@@ -1,0 +1,69 @@
+"""Public names show their public home, not the private module defining them.
+
+A class or function jdkit exports is defined in a private module
+(`ClientOptions` in `jdkit._options`), but `help()`, tracebacks, reprs and
+pickle name an object by its `__module__`: so each public module sets it to
+itself for the names it exports, as httpx does. The names `jdkit` loads on
+first use are published by the private module they come from, when it loads,
+because they reach users before any lookup through `jdkit` (`jdkit.connect()`
+returns an `EmbeddedProvider`, a pager raises `ProviderNotInitializedError`).
+The first home wins: `show` is `jdkit.show` even when imported from
+`jdkit.display`.
+
+Two kinds of names keep their `__module__`:
+- the generated messages and enums (`jdkit._proto...`, e.g. `Selector`,
+  `ServingStatus`): betterproto2 resolves a message's field types in
+  `sys.modules[cls.__module__]`, and jdkit names a message's proto package
+  after it (the server's `proto_name`, the rulebook's caps);
+- what other libraries define (`Message` is betterproto2's) and values
+  without a module of their own (constants, type aliases).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+
+
+def _movable(obj: object) -> bool:
+    module = getattr(obj, "__module__", None)
+    return (
+        (inspect.isclass(obj) or inspect.isfunction(obj))
+        and isinstance(module, str)
+        and module.startswith("jdkit.")
+        and any(part.startswith("_") for part in module.split("."))  # a private module
+        and not module.startswith("jdkit._proto")
+    )
+
+
+def publish(home: str, *objects: object) -> None:
+    """Set `__module__` of each class or function to `home`, unless it is
+    generated, another library's, or already published (the first home wins)."""
+    for obj in objects:
+        if _movable(obj):
+            obj.__module__ = home
+
+
+def publish_all(namespace: Mapping[str, object]) -> None:
+    """`publish` what the module of `namespace` lists in `__all__`, to itself."""
+    names: Iterable[str] = namespace.get("__all__", ())  # type: ignore[assignment]
+    publish(str(namespace["__name__"]), *(namespace[n] for n in names if n in namespace))
+
+
+def public_dir(namespace: Mapping[str, object]) -> list[str]:
+    """`dir()` of a public module: its `__all__`, dunders and loaded public submodules.
+
+    Not the helpers it imports (`ConfigError`, `Iterable`, `annotations`).
+    """
+    own = f"{namespace['__name__']}."
+    names: Iterable[str] = namespace.get("__all__", ())  # type: ignore[assignment]
+    return sorted(
+        set(names)
+        | {n for n in namespace if n.startswith("__") and n.endswith("__")}
+        | {
+            n
+            for n, v in namespace.items()
+            if isinstance(v, ModuleType) and not n.startswith("_") and v.__name__.startswith(own)
+        }
+    )

@@ -53,6 +53,7 @@ from jdkit import _compression
 from jdkit._codec import FastCodec, decode, has_fast_decoder
 from jdkit._core.caps import CapExceeded, check_counts
 from jdkit._core.rules import job_ident
+from jdkit._core.wire import check as check_wire
 from jdkit._exceptions import NotFoundError, RPCError
 from jdkit._methods import WRITES
 from jdkit._proto.api.app.v1 import AppServiceBase, VersionRequest, VersionResponse
@@ -121,7 +122,6 @@ from jdkit._proto.grpc.health.v1 import (
 )
 from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
 from jdkit._server._state import JDState
-from jdkit._server._wire import check as check_wire
 
 log = logging.getLogger("jdkit.server")
 

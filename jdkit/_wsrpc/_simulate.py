@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from jdkit._core.signals import stop_on_signals
 from jdkit._exceptions import ConfigError
+from jdkit._wsrpc._answers import Policy, ReceivedProposal
 from jdkit._wsrpc._errors import NodeProtocolError
 from jdkit._wsrpc._keys import load_private_key, public_hex
-from jdkit._wsrpc._node import Policy, ReceivedProposal, SimulatedNode
+from jdkit._wsrpc._node import SimulatedNode
 
 
 def key_from_file(path: str | os.PathLike[str], *, create: bool = True) -> Ed25519PrivateKey:

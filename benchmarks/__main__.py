@@ -12,7 +12,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from benchmarks._bench import FULL, QUICK, ROOT, SECTIONS, Report, run_all, versions
+from benchmarks._bench import SECTIONS, run_all, versions
+from benchmarks._common import FULL, QUICK, ROOT, Report
 
 DEFAULT_OUT = ROOT / "docs" / "benchmarks.md"
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from grpc import aio
 
-from benchmarks._bench import (
+from benchmarks._common import (
     TOKEN,
     Report,
     Row,

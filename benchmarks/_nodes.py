@@ -131,8 +131,8 @@ async def measure(count: int) -> dict[str, float]:
 
 
 async def bench_nodes(nodes: int, report: object) -> None:
-    """Section (f): rows for the report (`benchmarks._bench.Report`)."""
-    from benchmarks._bench import Row
+    """Section (f): rows for the report (`benchmarks._common.Report`)."""
+    from benchmarks._common import Row
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     r = await measure(nodes)

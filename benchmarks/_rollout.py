@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-from benchmarks._bench import Report, Row, Sizes, job_spec, seed_nodes
+from benchmarks._common import Report, Row, Sizes, job_spec, seed_nodes
 from jdkit import JobDistributor
 from jdkit.pb import job
 from jdkit.server import EmbeddedJD

@@ -7,7 +7,7 @@
         await srv.approve_proposal(proposal_id) # play the node's part
 
 Behaviour follows the JD semantics the SDK documents; where the upstream
-record is silent, the choices are written in `_state.py`'s docstring.
+record is silent, the choices are written in `_state`'s docstring.
 """
 
 from jdkit._server._csa import DEV_CSA_SECRET

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Unpack, cast
 
 from jdkit._client._calls import CallOptions
 from jdkit._client._rpcs import RPCMethods
-from jdkit._tasks import _pagers, _rollout, _status, _waiters
+from jdkit._tasks import _pagers, _requests, _rollout, _status, _waiters
 from jdkit._tasks._requests import LabelsLike, SelectorLike
 from jdkit.pb import job, node
 
@@ -23,7 +23,7 @@ class TaskMethods(RPCMethods):
     def _jd(self) -> JobDistributor:
         return cast("JobDistributor", self)
 
-    def iter_nodes(
+    async def iter_nodes(
         self,
         *,
         selector: SelectorLike | None = None,
@@ -38,17 +38,19 @@ class TaskMethods(RPCMethods):
         Correct against servers that page, servers that ignore paging and
         servers that leave `total_count` unset; no node is yielded twice.
         """
-        return _pagers.iter_nodes(
-            self._jd,
+        request = _requests.list_nodes(
+            None,
             selector=selector,
             enabled=enabled,
             ids=ids,
             public_keys=public_keys,
-            page_size=page_size,
-            **opts,
+            page_size=None,
+            page=None,
         )
+        async for n in _pagers.iter_nodes(self._jd, request, page_size, **opts):
+            yield n
 
-    def iter_jobs(
+    async def iter_jobs(
         self,
         *,
         selector: SelectorLike | None = None,
@@ -59,17 +61,18 @@ class TaskMethods(RPCMethods):
         **opts: Unpack[CallOptions],
     ) -> AsyncIterator[job.Job]:
         """Every matching job (JD's ListJobs does not page; long id lists go in chunks)."""
-        return _pagers.iter_jobs(
-            self._jd,
+        request = _requests.list_jobs(
+            None,
             selector=selector,
             ids=ids,
             node_ids=node_ids,
             uuids=uuids,
             include_deleted=include_deleted,
-            **opts,
         )
+        async for j in _pagers.iter_jobs(self._jd, request, **opts):
+            yield j
 
-    def iter_proposals(
+    async def iter_proposals(
         self,
         *,
         ids: Sequence[str] | None = None,
@@ -77,7 +80,9 @@ class TaskMethods(RPCMethods):
         **opts: Unpack[CallOptions],
     ) -> AsyncIterator[job.Proposal]:
         """Every matching proposal (ListProposals does not page; long id lists go in chunks)."""
-        return _pagers.iter_proposals(self._jd, ids=ids, job_ids=job_ids, **opts)
+        request = _requests.list_proposals(None, ids=ids, job_ids=job_ids)
+        async for p in _pagers.iter_proposals(self._jd, request, **opts):
+            yield p
 
     async def propose(
         self,

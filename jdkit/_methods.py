@@ -1,6 +1,6 @@
 """The one table of JD RPCs: path, message types, and whether a call writes.
 
-Retries (`_retry.py`) and dry-run (`_dryrun.py`) both decide from `Method.write`:
+Retries (`_retry.py`) and dry-run (`_dryrun/`) both decide from `Method.write`:
 a read may be replayed freely; a write may only be replayed when the failure
 proves the request never reached the server, and dry-run never sends it.
 """

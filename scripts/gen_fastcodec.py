@@ -32,25 +32,18 @@ OUT = ROOT / "jdkit" / "_codec" / "_generated.py"
 
 import betterproto2 as bp  # noqa: E402
 
-VARINT = {
-    bp.TYPE_ENUM,
-    bp.TYPE_BOOL,
-    bp.TYPE_INT32,
-    bp.TYPE_INT64,
-    bp.TYPE_UINT32,
-    bp.TYPE_UINT64,
-    bp.TYPE_SINT32,
-    bp.TYPE_SINT64,
-}
+from jdkit._core.wire import VARINT_TYPES as VARINT  # noqa: E402
+from jdkit._core.wire import wire_of  # noqa: E402
+
+#: struct format and size of each fixed-width type (their wire types: `wire_of`)
 FIXED = {
-    bp.TYPE_DOUBLE: ("<d", 1, 8),
-    bp.TYPE_FLOAT: ("<f", 5, 4),
-    bp.TYPE_FIXED32: ("<I", 5, 4),
-    bp.TYPE_FIXED64: ("<Q", 1, 8),
-    bp.TYPE_SFIXED32: ("<i", 5, 4),
-    bp.TYPE_SFIXED64: ("<q", 1, 8),
+    bp.TYPE_DOUBLE: ("<d", 8),
+    bp.TYPE_FLOAT: ("<f", 4),
+    bp.TYPE_FIXED32: ("<I", 4),
+    bp.TYPE_FIXED64: ("<Q", 8),
+    bp.TYPE_SFIXED32: ("<i", 4),
+    bp.TYPE_SFIXED64: ("<q", 8),
 }
-LEN = {bp.TYPE_STRING, bp.TYPE_BYTES, bp.TYPE_MESSAGE, bp.TYPE_MAP}
 DEFAULTS = {
     bp.TYPE_BOOL: "False",
     bp.TYPE_STRING: '""',
@@ -58,14 +51,6 @@ DEFAULTS = {
     bp.TYPE_FLOAT: "0.0",
     bp.TYPE_DOUBLE: "0.0",
 }
-
-
-def wire_of(proto_type: str) -> int:
-    if proto_type in VARINT:
-        return 0
-    if proto_type in FIXED:
-        return FIXED[proto_type][1]
-    return 2
 
 
 #: The packages of the JD gRPC API (what `jdkit.pb` imports). The node
@@ -198,7 +183,7 @@ class Gen:
             out = self.read_varint(var, ind, after_key)
             return out + [ind + s for s in self.convert_varint(proto_type, var, field_cls)]
         if proto_type in FIXED:
-            fmt, _, size = FIXED[proto_type]
+            fmt, size = FIXED[proto_type]
             at = "i + 1" if after_key else "i"
             return [
                 f"{ind}{var} = unpack_from({fmt!r}, data, {at})[0]",

@@ -14,7 +14,8 @@ come from `jdkit.display` (rich on a terminal, plain text in pipes).
 
 Layout: `_app` (root options, `State`: flags -> one `ClientOptions`),
 `_config` (flags + environment -> `ClientOptions`, blaming the right flag),
-`_errors`, `_output`, `_inputs`, and one module per command family. Nothing
+`_errors`, `_output`, `_inputs`, and one module per command family (`_jobs`;
+`_rollout`: `jobs propose`, `jobs status`, `wait`; `_proposals`). Nothing
 here imports this package's `__init__` but `completion` (lazily), so there is
 no import cycle.
 """
@@ -31,10 +32,12 @@ import click
 
 from jdkit._cli._app import CONTEXT, EPILOG, State, root_options
 from jdkit._cli._errors import describe, error_json, exit_code
-from jdkit._cli._jobs import jobs, proposals, wait
+from jdkit._cli._jobs import jobs
 from jdkit._cli._misc import completion, health, keys, serve, version
 from jdkit._cli._node import node
 from jdkit._cli._nodes import nodes
+from jdkit._cli._proposals import proposals
+from jdkit._cli._rollout import wait
 from jdkit._exceptions import JDError
 from jdkit._tasks import ProposalWaitError
 

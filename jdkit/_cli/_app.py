@@ -105,39 +105,31 @@ def run(coro: Coroutine[Any, Any, int | None]) -> int:
 # -- options shared by several commands
 
 
-def _set_json(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.ensure_object(State).json = True
+def _state_flag(flag: str, attr: str, help_: str, *, hidden: bool = False) -> Callable[[F], F]:
+    """A flag after the command that, when given, sets `State.<attr>` (as the root's does)."""
 
+    def callback(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
+        if value:
+            setattr(ctx.ensure_object(State), attr, True)
 
-def _set_dry_run(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.ensure_object(State).dry_run = True
-
-
-def _set_wide(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.ensure_object(State).wide = True
+    return click.option(
+        flag, is_flag=True, hidden=hidden, expose_value=False, callback=callback, help=help_
+    )
 
 
 def json_option(f: F) -> F:
     """`--json` after the command too (shown once, at the top level)."""
-    return click.option(
-        "--json",
-        is_flag=True,
-        hidden=True,
-        expose_value=False,
-        callback=_set_json,
-        help="machine-readable output (proto JSON)",
-    )(f)
+    return _state_flag("--json", "json", "machine-readable output (proto JSON)", hidden=True)(f)
 
 
 def write_command(f: F) -> F:
     """A command that writes: `--dry-run` applies, and Ctrl-C may leave it applied."""
 
     def _mark(ctx: click.Context, _p: click.Parameter, value: bool) -> None:
-        ctx.ensure_object(State).write = True
-        _set_dry_run(ctx, _p, value)
+        st = ctx.ensure_object(State)
+        st.write = True
+        if value:
+            st.dry_run = True
 
     return click.option(
         "--dry-run",
@@ -154,13 +146,7 @@ def read_command(f: F) -> F:
 
 
 def wide_option(f: F) -> F:
-    return click.option(
-        "--wide",
-        is_flag=True,
-        expose_value=False,
-        callback=_set_wide,
-        help="show keys and addresses in full",
-    )(f)
+    return _state_flag("--wide", "wide", "show keys and addresses in full")(f)
 
 
 def selector_option(help_: str = "label selector of the nodes") -> Callable[[F], F]:

@@ -1,4 +1,4 @@
-"""Reading what the user gave: spec files, labels, selectors."""
+"""Reading what the user gave: spec files, labels, selectors, the nodes they name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 import tomllib
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from jdkit import selectors
 from jdkit._exceptions import ConfigError
@@ -56,3 +57,16 @@ def selectors_of(items: Sequence[str], flag: str = "-l/--selector") -> list[labe
         return selectors.parse(list(items)) if items else []
     except ConfigError as exc:
         raise ConfigError(flag, exc.problem) from None
+
+
+async def node_ids_for(
+    jd: Any, node_ids: Sequence[str], selector: Sequence[str]
+) -> list[str] | None:
+    """The nodes `--node` and `-l` name together; None when neither was given."""
+    if not node_ids and not selector:
+        return None
+    out = list(dict.fromkeys(node_ids))
+    sels = selectors_of(selector)
+    if sels:
+        out += [n.id async for n in jd.iter_nodes(selector=sels) if n.id not in out]
+    return out

@@ -24,10 +24,16 @@ bound is ours and chosen so that a normal client never meets it:
 - a connection with no open stream for `idle_timeout` gets GOAWAY;
 - after `keepalive_time` without a byte from the peer the server pings it,
   and closes the connection if nothing arrives within `keepalive_timeout`.
+
+`ServerLimits` is the configuration; `ConnectionBudget` (one connection's call
+slots and unread reply bytes) and `Workers` (the server-wide handler turns)
+are the counters the gRPC layer (`_grpc`) holds calls to them with.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import math
 from dataclasses import dataclass, fields
 
@@ -110,3 +116,78 @@ _REQUIRED = frozenset(
 )
 
 DEFAULT_LIMITS = ServerLimits()
+
+
+class ConnectionBudget:
+    """One connection's budget: call slots, and the reply bytes it has not
+    taken yet. While those reach `max_pending_reply_bytes`, its new calls
+    wait: a client that does not read its replies stops getting more."""
+
+    def __init__(self, limits: ServerLimits) -> None:
+        self.slots = asyncio.Semaphore(limits.max_active_calls_per_connection)
+        self.max_pending = limits.max_pending_reply_bytes
+        self.pending = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def sending(self, n: int) -> None:
+        self.pending += n
+        if self.pending >= self.max_pending:
+            self._room.clear()
+
+    def sent(self, n: int) -> None:
+        self.pending -= n
+        if self.pending < self.max_pending:
+            self._room.set()
+
+    async def room(self) -> None:
+        await self._room.wait()
+
+
+class Workers:
+    """Server-wide turns at computing a reply, at most `size` at once.
+
+    Waiting calls are served one connection at a time, in turn (round robin),
+    not first come first served: a connection that queued 100 calls delays
+    another connection's one call by at most one turn per connection. A turn
+    covers running the handler and encoding the reply, not reading the
+    request or writing the reply (a slow peer must not hold one).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._queues: collections.OrderedDict[
+            ConnectionBudget, collections.deque[asyncio.Future[None]]
+        ] = collections.OrderedDict()
+
+    async def acquire(self, conn: ConnectionBudget) -> None:
+        if self.free > 0 and not self._queues:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(conn, collections.deque()).append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the turn came as we were cancelled: pass it on
+            else:
+                queue = self._queues.get(conn)
+                if queue is not None and fut in queue:
+                    queue.remove(fut)
+                    if not queue:
+                        del self._queues[conn]
+            raise
+
+    def release(self) -> None:
+        while self._queues:
+            conn, queue = next(iter(self._queues.items()))
+            fut = queue.popleft()
+            if queue:
+                self._queues.move_to_end(conn)
+            else:
+                del self._queues[conn]
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1

@@ -21,11 +21,9 @@ one call; long id filters are sent in chunks so a request stays small.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Unpack
 
-from jdkit._tasks import _requests
-from jdkit._tasks._requests import SelectorLike
 from jdkit.pb import job, node
 
 if TYPE_CHECKING:
@@ -41,25 +39,13 @@ ID_CHUNK = 500
 
 async def iter_nodes(
     jd: JobDistributor,
-    *,
-    selector: SelectorLike | None = None,
-    enabled: bool | None = None,
-    ids: Sequence[str] | None = None,
-    public_keys: Sequence[str] | None = None,
+    base: node.ListNodesRequest,
     page_size: int = NODE_PAGE,
     **opts: Unpack[CallOptions],
 ) -> AsyncIterator[node.Node]:
+    """Every node matching `base`'s filter, `page_size` at a time."""
     if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
         raise ValueError(f"page_size must be a positive int, got {page_size!r}")
-    base = _requests.list_nodes(
-        None,
-        selector=selector,
-        enabled=enabled,
-        ids=ids,
-        public_keys=public_keys,
-        page_size=None,
-        page=None,
-    )
     seen: set[str] = set()
     page = 1
     while True:
@@ -88,23 +74,9 @@ def _chunks(items: list[str]) -> list[list[str]]:
 
 
 async def iter_jobs(
-    jd: JobDistributor,
-    *,
-    selector: SelectorLike | None = None,
-    ids: Sequence[str] | None = None,
-    node_ids: Sequence[str] | None = None,
-    uuids: Sequence[str] | None = None,
-    include_deleted: bool = False,
-    **opts: Unpack[CallOptions],
+    jd: JobDistributor, base: job.ListJobsRequest, **opts: Unpack[CallOptions]
 ) -> AsyncIterator[job.Job]:
-    base = _requests.list_jobs(
-        None,
-        selector=selector,
-        ids=ids,
-        node_ids=node_ids,
-        uuids=uuids,
-        include_deleted=include_deleted,
-    )
+    """Every job matching `base`'s filter, the longest id list in chunks."""
     flt = base.filter
     assert flt is not None
     # Chunk the longest id list; the others go whole with each chunk (ANDed filters).
@@ -127,13 +99,9 @@ async def iter_jobs(
 
 
 async def iter_proposals(
-    jd: JobDistributor,
-    *,
-    ids: Sequence[str] | None = None,
-    job_ids: Sequence[str] | None = None,
-    **opts: Unpack[CallOptions],
+    jd: JobDistributor, base: job.ListProposalsRequest, **opts: Unpack[CallOptions]
 ) -> AsyncIterator[job.Proposal]:
-    base = _requests.list_proposals(None, ids=ids, job_ids=job_ids)
+    """Every proposal matching `base`'s filter, the longer id list in chunks."""
     flt = base.filter
     assert flt is not None
     name = "ids" if len(flt.ids) >= len(flt.job_ids) else "job_ids"

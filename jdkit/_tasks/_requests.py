@@ -12,8 +12,8 @@ per character).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeAlias, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Concatenate, ParamSpec, TypeAlias, TypeVar
 
 import betterproto2
 
@@ -29,6 +29,7 @@ SelectorLike: TypeAlias = str | label.Selector | Iterable[str | label.Selector]
 LabelsLike: TypeAlias = Iterable[label.Label | str] | Mapping[str, str | None]
 
 M = TypeVar("M", bound=betterproto2.Message)
+P = ParamSpec("P")
 
 
 def selector_list(value: SelectorLike | None) -> list[label.Selector]:
@@ -99,8 +100,24 @@ def either(method: str, request: M | None, keywords: Mapping[str, object]) -> M 
     return request
 
 
+def keyword_form(
+    method: str,
+) -> Callable[[Callable[P, M]], Callable[Concatenate[M | None, P], M]]:
+    """`build(**keywords)` as `form(request, **keywords)`: the request when given
+    alone, `TypeError` when keywords come with it (`either`), else `build`'s."""
+
+    def wrap(build: Callable[P, M]) -> Callable[Concatenate[M | None, P], M]:
+        def form(request: M | None, /, *args: P.args, **keywords: P.kwargs) -> M:
+            given = either(method, request, keywords)
+            return given if given is not None else build(*args, **keywords)
+
+        return form
+
+    return wrap
+
+
+@keyword_form("list_nodes")
 def list_nodes(
-    request: node.ListNodesRequest | None,
     *,
     selector: SelectorLike | None,
     enabled: bool | None,
@@ -109,17 +126,6 @@ def list_nodes(
     page_size: int | None,
     page: int | None,
 ) -> node.ListNodesRequest:
-    kw = dict(
-        selector=selector,
-        enabled=enabled,
-        ids=ids,
-        public_keys=public_keys,
-        page_size=page_size,
-        page=page,
-    )
-    given = either("list_nodes", request, kw)
-    if given is not None:
-        return given
     if enabled is not None and not isinstance(enabled, bool):
         raise TypeError(f"enabled: expected True, False or None, got {enabled!r}")
     state = (
@@ -138,12 +144,8 @@ def list_nodes(
     return node.ListNodesRequest(filter=flt, page_size=page_size or 0, page=page or 0)
 
 
-def get_node(
-    request: node.GetNodeRequest | None, *, id: str | None, public_key: str | None
-) -> node.GetNodeRequest:
-    given = either("get_node", request, {"id": id, "public_key": public_key})
-    if given is not None:
-        return given
+@keyword_form("get_node")
+def get_node(*, id: str | None, public_key: str | None) -> node.GetNodeRequest:
     if id is None and public_key is None:
         raise TypeError("get_node() needs a request, id= or public_key=")
     if id is not None and public_key is not None:
@@ -152,8 +154,8 @@ def get_node(
     return node.GetNodeRequest(id=id or "", public_key=public_key)
 
 
+@keyword_form("list_jobs")
 def list_jobs(
-    request: job.ListJobsRequest | None,
     *,
     selector: SelectorLike | None,
     ids: Sequence[str] | None,
@@ -161,12 +163,6 @@ def list_jobs(
     uuids: Sequence[str] | None,
     include_deleted: bool | None,
 ) -> job.ListJobsRequest:
-    kw = dict(
-        selector=selector, ids=ids, node_ids=node_ids, uuids=uuids, include_deleted=include_deleted
-    )
-    given = either("list_jobs", request, kw)
-    if given is not None:
-        return given
     flt = job.ListJobsRequestFilter(
         ids=id_list("ids", ids),
         node_ids=id_list("node_ids", node_ids),
@@ -177,47 +173,32 @@ def list_jobs(
     return job.ListJobsRequest(filter=flt)
 
 
-def get_job(request: job.GetJobRequest | None, *, id: str | None) -> job.GetJobRequest:
-    given = either("get_job", request, {"id": id})
-    if given is not None:
-        return given
+@keyword_form("get_job")
+def get_job(*, id: str | None) -> job.GetJobRequest:
     if id is None:
         raise TypeError("get_job() needs a request or id=")
     return job.GetJobRequest(id=id)
 
 
+@keyword_form("list_proposals")
 def list_proposals(
-    request: job.ListProposalsRequest | None,
-    *,
-    ids: Sequence[str] | None,
-    job_ids: Sequence[str] | None,
+    *, ids: Sequence[str] | None, job_ids: Sequence[str] | None
 ) -> job.ListProposalsRequest:
-    given = either("list_proposals", request, {"ids": ids, "job_ids": job_ids})
-    if given is not None:
-        return given
     flt = job.ListProposalsRequestFilter(
         ids=id_list("ids", ids), job_ids=id_list("job_ids", job_ids)
     )
     return job.ListProposalsRequest(filter=flt)
 
 
-def get_proposal(
-    request: job.GetProposalRequest | None, *, id: str | None
-) -> job.GetProposalRequest:
-    given = either("get_proposal", request, {"id": id})
-    if given is not None:
-        return given
+@keyword_form("get_proposal")
+def get_proposal(*, id: str | None) -> job.GetProposalRequest:
     if id is None:
         raise TypeError("get_proposal() needs a request or id=")
     return job.GetProposalRequest(id=id)
 
 
-def list_node_chain_configs(
-    request: node.ListNodeChainConfigsRequest | None, *, node_ids: Sequence[str] | None
-) -> node.ListNodeChainConfigsRequest:
-    given = either("list_node_chain_configs", request, {"node_ids": node_ids})
-    if given is not None:
-        return given
+@keyword_form("list_node_chain_configs")
+def list_node_chain_configs(*, node_ids: Sequence[str] | None) -> node.ListNodeChainConfigsRequest:
     return node.ListNodeChainConfigsRequest(
         filter=node.ListNodeChainConfigsRequestFilter(node_ids=id_list("node_ids", node_ids))
     )

@@ -23,7 +23,8 @@ import grpc
 import pytest
 from grpc import aio
 
-from jdkit._server import EmbeddedJD, _grpc
+from jdkit._server import EmbeddedJD
+from jdkit._server._grpc import _messages
 from jdkit._server._limits import MiB
 from jdkit.pb import job, label, node
 from tests.helpers.server_fixtures import pubkey, spec
@@ -108,7 +109,7 @@ async def test_a_4_mib_request_is_decoded_off_the_loop(meter: StepMeter) -> None
 async def test_control_decoding_on_the_loop_is_one_long_step(
     meter: StepMeter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_grpc, "OFFLOAD_SIZE", 2**40)
+    monkeypatch.setattr(_messages, "OFFLOAD_SIZE", 2**40)
     async with EmbeddedJD.start() as srv:
         labels = [label.Label(key=f"key-{i}", value=f"value-{i}") for i in range(150_000)]
         body = bytes(node.RegisterNodeRequest(name="n", public_key=pubkey(2), labels=labels))

@@ -7,7 +7,8 @@ keeps the rule true as features land; a module that must be longer is listed
 in `REASONS` with the reason, so the exception is a decision someone wrote
 down rather than drift.
 
-Generated code does not count: everything under `jdkit/_proto` (written by
+It covers the package and the project's own tooling (`scripts/`,
+`benchmarks/`). Generated code does not count: everything under `jdkit/_proto` (written by
 `scripts/gen_protos.py`) and any file marked "DO NOT EDIT" in its header
 (the fast codec written by `scripts/gen_fastcodec.py`).
 """
@@ -18,10 +19,17 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "jdkit"
+TREES = (PACKAGE, ROOT / "scripts", ROOT / "benchmarks")
 LIMIT = 500
 
 #: module (relative to the repository) -> why it is longer than LIMIT
-REASONS: dict[str, str] = {}
+REASONS: dict[str, str] = {
+    "scripts/docker_images.py": (
+        "the Docker provider loads this one file by path from a source checkout "
+        "(it is not in the wheel; jdkit/_providers/_docker/_images.py), so it "
+        "cannot import sibling modules without a loader of its own"
+    ),
+}
 
 
 def _generated(path: pathlib.Path) -> bool:
@@ -34,7 +42,8 @@ def _generated(path: pathlib.Path) -> bool:
 def _hand_written() -> dict[str, int]:
     return {
         str(path.relative_to(ROOT)): len(path.read_text(encoding="utf-8").splitlines())
-        for path in sorted(PACKAGE.rglob("*.py"))
+        for tree in TREES
+        for path in sorted(tree.rglob("*.py"))
         if not _generated(path)
     }
 

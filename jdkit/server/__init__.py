@@ -6,6 +6,10 @@
         ...                                     # connect a client to srv.address
         await srv.approve_proposal(proposal_id) # play the node's part
 
+`EmbeddedJD.start()` returns a `Starting`: await it for the started server,
+or use it as `async with` to stop the server on exit. `StartOptions` types
+its keywords (`Unpack[StartOptions]`), `ServeOptions` those of `serve`.
+
 The verifiers are the server's side of `jdkit.auth` (whose `StaticToken` is
 what a client sends): `EmbeddedJD.start(auth=...)` awaits one with each
 call's bearer token (`Verifier` is the type of such a hook, `bearer_token`
@@ -22,9 +26,10 @@ the server's state docstring.
 """
 
 from jdkit import _exports
-from jdkit._server import DEV_CSA_SECRET, EmbeddedJD
-from jdkit._server import serve_forever as serve
+from jdkit._server import DEV_CSA_SECRET, EmbeddedJD, serve
 from jdkit._server._auth import JWKSVerifier, StaticTokenVerifier, Verifier, bearer_token
+from jdkit._server._config import ServeOptions, StartOptions
+from jdkit._server._embedded import Starting
 from jdkit._server._limits import ServerLimits
 from jdkit._server._state import JDState
 
@@ -33,7 +38,10 @@ __all__ = [
     "EmbeddedJD",
     "JDState",
     "JWKSVerifier",
+    "ServeOptions",
     "ServerLimits",
+    "StartOptions",
+    "Starting",
     "StaticTokenVerifier",
     "Verifier",
     "bearer_token",

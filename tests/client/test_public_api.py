@@ -230,17 +230,8 @@ def test_every_public_name_shows_its_public_home(module_name: str, name: str) ->
     if not _ours(obj):
         return  # values (METHODS, DEV_CSA_SECRET), type aliases, betterproto2's Message
     assert obj.__module__ == _home(obj), f"{module_name}.{name}"
-    if (module_name, name) in _QUALNAME_PENDING:
-        pytest.xfail(_QUALNAME_PENDING[module_name, name])
     assert obj.__qualname__ == name  # pickle resolves module + qualname
     assert pickle.loads(pickle.dumps(obj)) is obj
-
-
-#: Public names whose function is still defined under another name.
-_QUALNAME_PENDING = {
-    ("jdkit.server", "serve"): "defined as serve_forever in jdkit/_server/_embedded.py, "
-    "which another branch is splitting",
-}
 
 
 def test_lazily_imported_names_have_their_home_as_they_load() -> None:
@@ -386,25 +377,17 @@ def _public_objects() -> list[tuple[str, object]]:
 
 
 #: Private names still in public signatures (help() shows them; none is
-#: needed to call the API): to be exported or replaced. EmbeddedJD's wait for
-#: the split of jdkit/_server/_embedded.py (another branch).
+#: needed to call the API): to be exported or replaced. Don't add to it.
 _KNOWN = {
     "jdkit.ClientOptions.parsed_target: Target (jdkit._channel)",
     "jdkit.Journal.__init__: Overlay (jdkit._dryrun._overlay)",
     "jdkit.SimulatedFleet.__init__: KeyLike (a private alias)",
     "jdkit.SimulatedNode.__init__: KeyLike (a private alias)",
     "jdkit.SimulatedNode.__init__: Policy (a private alias)",
-    "jdkit.SimulatedNode.__init__: Backoff (jdkit._wsrpc._node)",
+    "jdkit.SimulatedNode.__init__: Backoff (jdkit._wsrpc._connection)",
     "jdkit.SimulatedNode.__init__: Timing (jdkit._wsrpc._ws)",
     "jdkit.auth.TokenManager.__init__: Clock (a private alias)",
-    "jdkit.server.EmbeddedJD.__init__: AuthHook (a private alias)",
-    "jdkit.server.EmbeddedJD.start: AuthHook (a private alias)",
-    "jdkit.server.EmbeddedJD.start: _Starting",
-    "jdkit.server.EmbeddedJD.from_env: AuthHook (a private alias)",
-    "jdkit.server.EmbeddedJD.from_env: _Starting",
-    "jdkit.server.EmbeddedJD.write_calls docstring: jdkit._m...",
     "jdkit.server.JDState.__init__: Database (jdkit._server._db)",
-    "jdkit.server.serve: AuthHook (a private alias)",
     "jdkit.testing.ThreadedJD: _LoopThread",
     "jdkit.testing.ThreadedJD.__init__: _LoopThread",
     *(

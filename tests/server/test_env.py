@@ -152,10 +152,10 @@ async def test_python_m_without_secret_fails_clearly() -> None:
 
 
 @pytest.mark.asyncio
-async def test_serve_forever_prints_address_and_stops_on_sigint() -> None:
+async def test_serve_prints_address_and_stops_on_sigint() -> None:
     code = (
-        "import asyncio; from jdkit._server import serve_forever; "
-        "asyncio.run(serve_forever('127.0.0.1', 0, ':memory:'))"
+        "import asyncio; from jdkit.server import serve; "
+        "asyncio.run(serve('127.0.0.1', 0, ':memory:'))"
     )
     proc = _spawn(["-c", code], {"CSA_KEY_ENCRYPTION_SECRET": ""})
     try:

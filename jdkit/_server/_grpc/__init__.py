@@ -33,8 +33,8 @@ Where each part is:
 """
 
 from jdkit._server._grpc._messages import Codec
-from jdkit._server._grpc._runtime import AuthHook, Runtime, ServingStatus
+from jdkit._server._grpc._runtime import Runtime, ServingStatus
 from jdkit._server._grpc._services import services
 from jdkit._server._grpc._transport import Server
 
-__all__ = ["AuthHook", "Codec", "Runtime", "Server", "ServingStatus", "services"]
+__all__ = ["Codec", "Runtime", "Server", "ServingStatus", "services"]

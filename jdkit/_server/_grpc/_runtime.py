@@ -8,7 +8,6 @@ import asyncio
 import collections
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from grpclib.const import Status
@@ -17,12 +16,12 @@ from grpclib.exceptions import GRPCError
 
 from jdkit._methods import WRITES
 from jdkit._proto.grpc.health.v1 import HealthCheckResponseServingStatus
+from jdkit._server._auth import Verifier, bearer_token
 from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits, Workers
 from jdkit._server._state import JDState
 
 log = logging.getLogger("jdkit.server")
 
-AuthHook = Callable[[str | None], Awaitable[None]]
 ServingStatus = HealthCheckResponseServingStatus
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -35,7 +34,7 @@ class Runtime:
     def __init__(
         self,
         state: JDState,
-        auth: AuthHook | None,
+        auth: Verifier | None,
         limits: ServerLimits = DEFAULT_LIMITS,
         compression: str | None = "gzip",
     ) -> None:
@@ -101,14 +100,6 @@ class Runtime:
             raise GRPCError(
                 Status.UNAUTHENTICATED, "the access token could not be verified"
             ) from None
-
-
-def bearer_token(header: Any) -> str | None:
-    if not isinstance(header, str):
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import betterproto2
 
@@ -54,7 +54,7 @@ class CallOptions(TypedDict, total=False):
 
     timeout: float | None
     retry: RetryPolicy
-    metadata: Mapping[str, str]
+    metadata: Mapping[str, str | bytes]
 
 
 _OPTION_NAMES = frozenset(CallOptions.__annotations__)
@@ -64,7 +64,7 @@ class CallBase:
     """The part of `JobDistributor` the RPC methods call through."""
 
     target: Target
-    _metadata: dict[str, str]
+    _metadata: dict[str, Any]
     _unary_chain: UnaryNext
     _stream_chain: StreamNext
 

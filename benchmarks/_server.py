@@ -13,7 +13,7 @@ import sys
 
 from jdkit._server import EmbeddedJD
 from jdkit._server._auth import StaticTokens
-from jdkit._server._embedded import tune_for_serving
+from jdkit._server._serve import tune_for_serving
 
 
 async def serve(token: str | None, node_port: bool = False) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import pytest
 
-from jdkit._server._embedded import node_port_available
+from jdkit._server._config import node_port_available
 from jdkit.testing import (
     docker_opt_in_required,
     jd_client_factory,

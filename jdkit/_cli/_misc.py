@@ -123,8 +123,8 @@ def serve(
         )
 
     async def go() -> int | None:
-        from jdkit._server._embedded import tune_for_serving
         from jdkit._server._limits import ServerLimits
+        from jdkit._server._serve import tune_for_serving
         from jdkit.server import EmbeddedJD, StaticTokenVerifier
 
         tune_for_serving()  # this process only serves: see its docstring

@@ -19,6 +19,7 @@ from typing import Any
 import betterproto2 as bp
 
 from jdkit._core import validate
+from jdkit._core.wire import WireError, read_varint
 from jdkit._proto.api.label import Label
 
 #: the generated JD API's module prefix (its messages, not google.protobuf's)
@@ -55,19 +56,6 @@ def _plan(cls: Any) -> dict[int, tuple[str, int | None, Any]]:
     return plan
 
 
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    n = len(data)
-    while i < n and shift < 70:
-        b = data[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-    return -1, n  # malformed: the strict check reports it
-
-
 def check_counts(data: bytes, cls: Any, prefix: str = "", depth: int = 0) -> None:
     """Raise CapExceeded when a capped repeated field of `cls` (or of one of
     its request sub-messages) has more entries than allowed."""
@@ -77,24 +65,23 @@ def check_counts(data: bytes, cls: Any, prefix: str = "", depth: int = 0) -> Non
     counts: dict[int, int] = {}
     i, n = 0, len(data)
     while i < n:
-        key, i = _varint(data, i)
-        if key < 0:
-            return
-        number, wire = key >> 3, key & 7
-        start = i
-        if wire == 0:
-            _, i = _varint(data, i)
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        elif wire == 2:
-            length, i = _varint(data, i)
-            if length < 0:
+        try:
+            key, i = read_varint(data, i)
+            number, wire = key >> 3, key & 7
+            start = i
+            if wire == 0:
+                _, i = read_varint(data, i)
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 2:
+                length, i = read_varint(data, i)
+                start, i = i, i + length
+            else:
                 return
-            start, i = i, i + length
-        else:
-            return
+        except WireError:
+            return  # malformed: the strict check reports it
         if i > n:
             return
         entry = plan.get(number)

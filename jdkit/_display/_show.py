@@ -6,12 +6,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import IO, Any
 
 import betterproto2
 
-from jdkit._display._cells import fmt_value
 from jdkit._display._columns import Column, batch_results, plural, rollout_results
 from jdkit._display._table import Detail, Table
 from jdkit._tasks import Rollout, RolloutStatus
@@ -89,12 +88,9 @@ def table(obj: Any, *, title: str | None = None, wide: bool = False) -> Table | 
 
 
 def _journal_summary(entry: Any) -> str:
-    from jdkit import _dryrun
+    from jdkit._dryrun._journal import _summary
 
-    summary: Callable[[Any], str] | None = getattr(_dryrun, "_summary", None)
-    if summary is not None:
-        return summary(entry)
-    return fmt_value(entry.request)
+    return _summary(entry)
 
 
 def show(

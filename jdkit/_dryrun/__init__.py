@@ -16,6 +16,5 @@ registers a node and then proposes to it by selector can be planned end to end.
 
 from jdkit._dryrun._interceptor import DryRunInterceptor
 from jdkit._dryrun._journal import Journal, JournalEntry
-from jdkit._dryrun._journal import _summary as _summary  # jdkit._display renders entries with it
 
 __all__ = ["DryRunInterceptor", "Journal", "JournalEntry"]

@@ -11,8 +11,9 @@ record is silent, the choices are written in `_state`'s docstring.
 """
 
 from jdkit._server._csa import DEV_CSA_SECRET
-from jdkit._server._embedded import EmbeddedJD, run_until_signalled, serve_forever
+from jdkit._server._embedded import EmbeddedJD
 from jdkit._server._selectors import matches as selector_matches
+from jdkit._server._serve import run_until_signalled, serve_forever
 
 __all__ = [
     "DEV_CSA_SECRET",

@@ -9,7 +9,8 @@ import os
 import sys
 
 from jdkit._exceptions import ConfigError
-from jdkit._server._embedded import EmbeddedJD, run_until_signalled
+from jdkit._server._embedded import EmbeddedJD
+from jdkit._server._serve import run_until_signalled
 
 
 def main() -> int:

@@ -53,15 +53,17 @@ DEFAULT_ALGORITHMS = (
 )
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `authorization: Bearer <token>` value, else None."""
-    if not authorization:
+def bearer_token(authorization: object) -> str | None:
+    """The token of an `authorization: Bearer <token>` value, else None.
+
+    Takes any object because metadata arrives as the caller sent it: a
+    missing, binary or repeated header is "no bearer token", not an error.
+    """
+    if not isinstance(authorization, str):
         return None
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _refuse(why: str) -> NoReturn:

@@ -1,18 +1,20 @@
-"""`EmbeddedJD`: a JD-compatible gRPC server in this process, for tests and local use."""
+"""`EmbeddedJD`: a JD-compatible gRPC server in this process, for tests and local use.
+
+This module is its lifecycle: the gRPC server, the node port and the health
+endpoint started over one database and stopped gracefully, plus the helpers
+that play the node's side. Its options, the JD image's environment and the
+CSA secret are `_config`; its listening sockets `_listen`; running it as a
+process's whole job `_serve`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import socket
 import ssl as _ssl
-import sys
 from collections.abc import Generator, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from grpclib.events import RecvRequest, listen
 
@@ -22,18 +24,15 @@ from jdkit._proto.api.node.v1 import ChainConfig, Node
 from jdkit._redact import install as _install_redaction
 from jdkit._redact import redact_url
 from jdkit._server import _csa, _grpc
-from jdkit._server._csa import DEV_CSA_SECRET
-from jdkit._server._db import Database, is_memory, open_database
+from jdkit._server._config import StartOptions, choose_secret, import_nodeport, options_from_env
+from jdkit._server._db import Database, open_database
 from jdkit._server._grpc import AuthHook, Codec, Runtime, ServingStatus
 from jdkit._server._healthz import HealthzServer
 from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits
+from jdkit._server._listen import bind, host_port
 from jdkit._server._state import JDState
 
 log = logging.getLogger("jdkit.server")
-
-#: gRPC port a real JD uses in upstream's test containers; from_env's default.
-DEFAULT_ENV_PORT = 14231
-DEFAULT_HEALTHZ_PORT = 8081
 
 
 class _Starting:
@@ -145,44 +144,17 @@ class EmbeddedJD:
     # ------------------------------------------------------------ start
 
     @classmethod
-    def start(
-        cls,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        db: str = ":memory:",
-        csa_secret: str | None = None,
-        auth: AuthHook | None = None,
-        ssl: _ssl.SSLContext | None = None,
-        healthz_port: int | None = None,
-        node_port: int | None = None,
-        limits: ServerLimits = DEFAULT_LIMITS,
-        compression: str | None = "gzip",
-        insecure_dev_secret: bool = False,
-    ) -> _Starting:
+    def start(cls, **options: Unpack[StartOptions]) -> _Starting:
         """Start a server; `await` the result, or `async with` it to stop on exit.
 
-        `node_port` (0 = any free port) also serves the node-facing wsrpc
-        protocol there (needs `jdkit[node]`); see `node_address`.
+        Takes the keywords of `EmbeddedJD(...)`. `node_port` (0 = any free
+        port) also serves the node-facing wsrpc protocol there (needs
+        `jdkit[node]`); see `node_address`.
         """
         # hpack logs callers' headers at DEBUG before any verifier has seen the
         # token in them: the record factory redacts credential headers from then on.
         _install_redaction()
-        return _Starting(
-            cls(
-                host=host,
-                port=port,
-                db=db,
-                csa_secret=csa_secret,
-                auth=auth,
-                ssl=ssl,
-                healthz_port=healthz_port,
-                node_port=node_port,
-                limits=limits,
-                compression=compression,
-                insecure_dev_secret=insecure_dev_secret,
-            )
-        )
+        return _Starting(cls(**options))
 
     @classmethod
     def from_env(
@@ -201,37 +173,9 @@ class EmbeddedJD:
         node-facing wsrpc port; unset: not served; set without the `node`
         extra installed: a warning, not served).
         """
-        env = os.environ if environ is None else environ
-        secret = env.get("CSA_KEY_ENCRYPTION_SECRET", "")
-        if not secret:
-            raise ConfigError(
-                "CSA_KEY_ENCRYPTION_SECRET", "is not set; JD needs it to seal its CSA private key"
-            )
-        node_rpc = env.get("NODE_RPC_PORT")
-        node_port = None
-        if node_rpc:
-            node_port = _port_from(node_rpc, "NODE_RPC_PORT")
-            if not node_port_available():
-                log.warning(
-                    "NODE_RPC_PORT=%s not served: the node-facing protocol needs "
-                    "jdkit[node] (websockets, pyOpenSSL)",
-                    node_rpc,
-                )
-                node_port = None
-        return _Starting(
-            cls(
-                host=env.get("JDKIT_HOST") or "0.0.0.0",
-                port=_port_from(env.get("PORT") or str(DEFAULT_ENV_PORT), "PORT"),
-                db=env.get("DATABASE_URL") or env.get("JDKIT_DB") or ":memory:",
-                csa_secret=secret,
-                auth=auth,
-                ssl=ssl,
-                healthz_port=_port_from(
-                    env.get("HEALTHZ_PORT") or str(DEFAULT_HEALTHZ_PORT), "HEALTHZ_PORT"
-                ),
-                node_port=node_port,
-            )
-        )
+        options = options_from_env(environ)
+        options["auth"], options["ssl"] = auth, ssl
+        return _Starting(cls(**options))
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -246,8 +190,8 @@ class EmbeddedJD:
         if self._server is not None or self._stopped:
             raise RuntimeError("an EmbeddedJD starts once; make a new one")
         secret, self._secret = self._secret, None  # not kept past start
-        secret = self._choose_secret(secret)
-        nodeport = _import_nodeport() if self._node_port_wanted is not None else None
+        secret = choose_secret(secret, self.db_url, self._insecure_dev_secret)
+        nodeport = import_nodeport() if self._node_port_wanted is not None else None
         self._db = await open_database(self.db_url)
         try:
             self._state = JDState(self._db) if nodeport is None else nodeport.LiveState(self._db)
@@ -259,7 +203,7 @@ class EmbeddedJD:
             listen(server, RecvRequest, self._rt.on_request)
             if self._ssl is not None:
                 self._ssl.set_alpn_protocols(["h2"])
-            sock = _bind(self.host, self._requested_port)
+            sock = bind(self.host, self._requested_port)
             self._port = sock.getsockname()[1]
             await server.start_on(sock, self._ssl)
             self._server = server
@@ -294,41 +238,10 @@ class EmbeddedJD:
         port = nodeport.NodePort(self._state, self.host, self._node_port_wanted or 0)
         self._state.port = port  # type: ignore[attr-defined]
         # a fleet of nodes dials at once (and reconnects at once after a JD restart)
-        sock = _bind(self.host, self._node_port_wanted or 0, "node_port", backlog=1024)
+        sock = bind(self.host, self._node_port_wanted or 0, "node_port", backlog=1024)
         await port.start(key, sock)
         del key  # from here on only the TLS context holds it
         self._nodeport = port
-
-    def _choose_secret(self, given: str | None) -> str:
-        """The CSA secret: given, else $CSA_KEY_ENCRYPTION_SECRET, else the dev
-        secret where that is harmless (in memory) or explicitly accepted."""
-        if given is not None:
-            return given
-        from_env = os.environ.get("CSA_KEY_ENCRYPTION_SECRET")
-        if from_env:
-            return from_env
-        where = redact_url(self.db_url)
-        if is_memory(self.db_url):
-            _warn_once(
-                "no CSA_KEY_ENCRYPTION_SECRET (or csa_secret=): the in-memory JD seals its "
-                "CSA key with the public dev secret; fine, since nothing outlives the process"
-            )
-            return DEV_CSA_SECRET
-        if self._insecure_dev_secret:
-            log.warning(
-                "no CSA_KEY_ENCRYPTION_SECRET: the CSA private key in %s is sealed with the "
-                "public dev secret (insecure_dev_secret=True); anyone who can read that "
-                "database can unseal it",
-                where,
-            )
-            return DEV_CSA_SECRET
-        raise ConfigError(
-            "CSA_KEY_ENCRYPTION_SECRET",
-            f"is not set, and {where} keeps JD's CSA private key at rest: set "
-            "CSA_KEY_ENCRYPTION_SECRET (or pass csa_secret=) to seal it, or, for a "
-            "throwaway dev database only, accept the public dev secret with "
-            "insecure_dev_secret=True (jdkit serve --insecure-dev-secret)",
-        )
 
     # ------------------------------------------------------------- stop
 
@@ -373,8 +286,7 @@ class EmbeddedJD:
     @property
     def address(self) -> str:
         """`host:port` for a client (IPv6 hosts in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def node_address(self) -> str:
@@ -448,154 +360,3 @@ class EmbeddedJD:
         await self.state.reset()
         if self._rt is not None:
             self._rt.calls.clear()
-
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning("%s", message)
-
-
-def _port_from(value: str, name: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise ConfigError(name, f"{value!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(name, f"{port} is outside 0-65535")
-    return port
-
-
-def node_port_available() -> bool:
-    """Whether the optional dependencies of the node port are installed."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("websockets", "OpenSSL"))
-
-
-def _import_nodeport() -> Any:
-    try:
-        from jdkit._server import _nodeport
-    except ImportError as exc:
-        raise ConfigError(
-            "node_port",
-            f"the node-facing protocol needs the `node` extra: pip install 'jdkit[node]' ({exc})",
-        ) from None
-    return _nodeport
-
-
-def _bind(host: str, port: int, field: str = "port", backlog: int = 128) -> socket.socket:
-    """Our own listening socket, so the real port is known when port=0."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, addr = infos[0]
-        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted
-        # sockets whose proto says TCP, and without it every unary answer
-        # waits ~40 ms for Nagle and the client's delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind(addr)
-            sock.listen(backlog)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    except OSError as exc:
-        raise ConfigError(field, f"cannot listen on {host}:{port}: {exc}") from exc
-
-
-# -------------------------------------------------------- serve forever
-
-
-#: GIL switch interval for a process that is a JD server (Python's default is 5 ms).
-SERVING_SWITCH_INTERVAL = 0.001
-
-
-def tune_for_serving() -> None:
-    """Tune the interpreter of a process whose job is serving (`jdkit serve`,
-    `python -m jdkit._server`), not of an application embedding a JD.
-
-    Large decodes and spec parses run in worker threads, but they hold the
-    GIL, and the event loop waits up to the switch interval for it each time
-    it wakes. At Python's 5 ms a health check during a 3.9 MiB ProposeJob
-    took up to ~150 ms; at 1 ms, ~35 ms.
-    """
-    sys.setswitchinterval(SERVING_SWITCH_INTERVAL)
-
-
-async def run_until_signalled(starting: _Starting) -> None:
-    """Start, print `listening on HOST:PORT`, stop gracefully on SIGINT/SIGTERM."""
-    tune_for_serving()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        async with starting as srv:
-            print(f"listening on {srv.address}", flush=True)
-            if srv.healthz_port is not None:
-                print(f"healthz on http://{srv.host}:{srv.healthz_port}/healthz", flush=True)
-            if srv.node_port is not None:
-                print(f"node port on {srv.node_address}", flush=True)
-            await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
-async def serve_forever(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    db: str = ":memory:",
-    *,
-    csa_secret: str | None = None,
-    auth: AuthHook | None = None,
-    ssl: _ssl.SSLContext | None = None,
-    healthz_port: int | None = None,
-    node_port: int | None = None,
-    limits: ServerLimits = DEFAULT_LIMITS,
-    compression: str | None = "gzip",
-    insecure_dev_secret: bool = False,
-) -> None:
-    """Run an embedded JD until SIGINT/SIGTERM.
-
-    `csa_secret` defaults to $CSA_KEY_ENCRYPTION_SECRET; a file or Postgres
-    database without either is refused unless `insecure_dev_secret=True`
-    (see `EmbeddedJD`).
-    """
-    if (
-        csa_secret is None
-        and insecure_dev_secret
-        and not os.environ.get("CSA_KEY_ENCRYPTION_SECRET")
-        and not is_memory(db)
-    ):
-        print(
-            "warning: no CSA_KEY_ENCRYPTION_SECRET; the CSA key is sealed with the public "
-            "dev secret (--insecure-dev-secret)",
-            file=sys.stderr,
-            flush=True,
-        )
-    await run_until_signalled(
-        EmbeddedJD.start(
-            host=host,
-            port=port,
-            db=db,
-            csa_secret=csa_secret,
-            auth=auth,
-            ssl=ssl,
-            healthz_port=healthz_port,
-            node_port=node_port,
-            limits=limits,
-            compression=compression,
-            insecure_dev_secret=insecure_dev_secret,
-        )
-    )

@@ -32,6 +32,7 @@ from jdkit._proto import cfm
 from jdkit._proto.api.job.v1 import Job, Proposal, ProposalStatus
 from jdkit._proto.api.label import Label
 from jdkit._proto.api.node.v1 import ChainConfig, Node
+from jdkit._server._listen import host_port
 from jdkit._server._state import JDState
 from jdkit._wsrpc._errors import NodeProtocolError
 from jdkit._wsrpc._rpc import Endpoint, Handler
@@ -162,8 +163,7 @@ class NodePort:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def connected(self) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jdkit._wsrpc._answers import ReceivedProposal
+from jdkit._wsrpc._connection import Backoff
 from jdkit._wsrpc._errors import (
     JDKeyMismatchError,
     NodeAlreadyConnectedError,
@@ -12,7 +14,7 @@ from jdkit._wsrpc._errors import (
     WsrpcTimeoutError,
 )
 from jdkit._wsrpc._fleet import SimulatedFleet
-from jdkit._wsrpc._node import Backoff, ReceivedProposal, SimulatedNode
+from jdkit._wsrpc._node import SimulatedNode
 
 __all__ = [
     "Backoff",

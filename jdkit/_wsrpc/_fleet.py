@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from jdkit._exceptions import ConfigError
 from jdkit._wsrpc._keys import KeyLike
+from jdkit._wsrpc._lifecycle import StartStop
 from jdkit._wsrpc._node import SimulatedNode
 
 if TYPE_CHECKING:
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from jdkit._proto.api.label import Label
 
 
-class SimulatedFleet:
+class SimulatedFleet(StartStop):
     """`count` nodes (or one per key in `keys`) sharing every `SimulatedNode` option.
 
         async with SimulatedFleet(srv.node_address, jd_key, 1000, register_with=jd) as fleet:
@@ -105,15 +105,6 @@ class SimulatedFleet:
 
     async def stop(self) -> None:
         await asyncio.gather(*(n.stop() for n in self.nodes), return_exceptions=True)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     @property
     def connected(self) -> int:

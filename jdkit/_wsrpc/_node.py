@@ -7,108 +7,32 @@ sends a byte, reports itself with `UpdateNode`, serves `cfm.NodeService`
 policy. Like upstream's node it reconnects forever with backoff; only the
 first connection is awaited by `async with`, so a refused key or a wrong JD
 key is an error at once rather than a silent retry loop.
+
+This module is the public class: its options, start/stop, waiting and the
+calls a test makes. The connection (TLS, pin, reconnect) is `_connection`;
+what the node serves and how it answers proposals is `_answers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import inspect
-import logging
-import random
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Literal, NoReturn, Self
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import betterproto2
 
 from jdkit._exceptions import ConfigError
 from jdkit._proto import cfm
-from jdkit._wsrpc._errors import (
-    JDKeyMismatchError,
-    NodeAlreadyConnectedError,
-    NodeKeyRefusedError,
-    NodeProtocolError,
-    NotConnectedError,
-)
-from jdkit._wsrpc._keys import (
-    KeyLike,
-    ed25519_key_from_cert,
-    load_private_key,
-    parse_public_hex,
-    public_hex,
-    same_key,
-)
-from jdkit._wsrpc._rpc import DEFAULT_CALL_TIMEOUT, Endpoint, Handler, handler
-from jdkit._wsrpc._tls import ClientStream, client_context
-from jdkit._wsrpc._ws import (
-    CLIENT_HANDSHAKE_TIMEOUT,
-    CLIENT_MAX_SIZE,
-    HandshakeError,
-    Timing,
-    WsConnection,
-    client_handshake,
-)
-
-log = logging.getLogger("jdkit.node")
-
-Answer = Literal["approve", "reject", "ignore"]
-Policy = Answer | Callable[["ReceivedProposal"], "Answer | Awaitable[Answer | None] | None"]
-
-#: TLS alerts by which a server says it does not accept our certificate
-_CERT_ALERTS = (
-    "BAD_CERTIFICATE",
-    "UNKNOWN_CA",
-    "CERTIFICATE_REQUIRED",
-    "CERTIFICATE_UNKNOWN",
-    "UNSUPPORTED_CERTIFICATE",
-    "ACCESS_DENIED",
-    "HANDSHAKE_FAILURE",
-)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Upstream's reconnect schedule: 1 s, times 1.6, 20 % jitter either way, at most 120 s."""
-
-    initial: float = 1.0
-    factor: float = 1.6
-    jitter: float = 0.2
-    cap: float = 120.0
-
-    def delay(self, attempt: int) -> float:
-        base = min(self.cap, self.initial * self.factor**attempt)
-        return max(0.0, base * (1 + self.jitter * random.uniform(-1, 1)))
-
-
-@dataclass
-class ReceivedProposal:
-    """A `ProposeJob` the node received (`id` is what it echoes back as `uuid`)."""
-
-    id: str
-    spec: str
-    version: int
-    multiaddrs: list[str]
-    received_at: dt.datetime
-    #: "approved" / "rejected" / "cancelled" once the JD took an answer
-    answer: str | None = None
-    #: the JD's error text when it refused an answer
-    answer_error: str | None = None
-    revoked: bool = False
-
-
-def parse_address(address: str, field: str = "jd_node_address") -> tuple[str, int]:
-    text = address.strip()
-    for prefix in ("wss://", "ws://"):
-        text = text.removeprefix(prefix)
-    text = text.rstrip("/")
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(field, f"{address!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
+from jdkit._wsrpc._answers import NodeAnswers, Policy, ReceivedProposal
+from jdkit._wsrpc._connection import Backoff, NodeConnection, parse_address
+from jdkit._wsrpc._errors import NodeProtocolError, NotConnectedError
+from jdkit._wsrpc._keys import KeyLike, load_private_key, parse_public_hex, public_hex
+from jdkit._wsrpc._lifecycle import StartStop
+from jdkit._wsrpc._rpc import DEFAULT_CALL_TIMEOUT, Endpoint
+from jdkit._wsrpc._tls import client_context
+from jdkit._wsrpc._ws import CLIENT_HANDSHAKE_TIMEOUT, CLIENT_MAX_SIZE, Timing, WsConnection
 
 
 def _chain_config(cfg: Any) -> cfm.ChainConfig:
@@ -121,12 +45,7 @@ def _chain_config(cfg: Any) -> cfm.ChainConfig:
     raise ConfigError("chain_configs", f"{type(cfg).__name__} is not a ChainConfig")
 
 
-def _is_cert_refusal(exc: ssl.SSLError) -> bool:
-    text = f"{exc.reason or ''} {exc}".upper()
-    return "ALERT" in text and any(a in text for a in _CERT_ALERTS)
-
-
-class SimulatedNode:
+class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
     """A Chainlink node's side of the JD protocol, in this process.
 
         async with SimulatedNode(srv.node_address, jd_key_hex, on_proposal="approve") as n:
@@ -213,15 +132,6 @@ class SimulatedNode:
 
     # ------------------------------------------------------------ life
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
     async def start(self, *, wait: bool = True) -> None:
         """Start connecting; with `wait`, until the first connection is up
         (raises NodeKeyRefusedError, JDKeyMismatchError, ... when it cannot be)."""
@@ -288,205 +198,6 @@ class SimulatedNode:
         await self.wait_until(lambda: len(self.proposals) >= count, timeout)
         return self.proposals[:count]
 
-    # ------------------------------------------------------------ loop
-
-    async def _run(self) -> None:
-        attempt = 0
-        assert self._first is not None
-        while not self._stopping:
-            try:
-                await self._session()
-                attempt = 0
-            except asyncio.CancelledError:
-                raise
-            except (NodeKeyRefusedError, JDKeyMismatchError, NodeAlreadyConnectedError) as exc:
-                self.last_error = exc
-                if not self._first.done():
-                    self._first.set_exception(exc)
-                    self._first.exception()  # start(wait=False) may never await it
-                    return
-                log.warning("%s: %s", self.name, exc)
-            except (
-                OSError,
-                ConnectionError,
-                HandshakeError,
-                NodeProtocolError,
-                TimeoutError,
-            ) as exc:
-                self.last_error = exc
-                log.info("%s: connection to %s failed: %r", self.name, self.jd_node_address, exc)
-            except Exception as exc:  # a bug here must not end the reconnect loop silently
-                self.last_error = exc
-                log.warning("%s: connection attempt failed unexpectedly", self.name, exc_info=True)
-            if self._stopping:
-                return
-            delay = self.backoff.delay(attempt)
-            attempt += 1
-            await asyncio.sleep(delay)
-
-    async def _session(self) -> None:
-        assert self._ctx is not None and self._first is not None
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self._host, self._port, ssl=self._ctx),
-                self.handshake_timeout,
-            )
-        except TimeoutError:
-            raise HandshakeError(f"TLS handshake took over {self.handshake_timeout:g}s") from None
-        stream = ClientStream(reader, writer)
-        try:
-            # pin check first: nothing is sent to a server that is not our JD
-            ssl_obj = writer.get_extra_info("ssl_object")
-            try:
-                der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
-            except ValueError:
-                # the JD closed the TLS connection as soon as it was up (under TLS
-                # 1.3 a refused client certificate shows only now): read its alert
-                await self._raise_closed_early(reader)
-            got = ed25519_key_from_cert(der) if der else None
-            if got is None or not same_key(got, self._jd_key):
-                raise JDKeyMismatchError(
-                    self._jd_key.hex(), got.hex() if got else "no ed25519 certificate"
-                )
-            try:
-                proto, early = await client_handshake(
-                    stream,
-                    self._host,
-                    self._port,
-                    max_size=self.max_size,
-                    timeout=self.handshake_timeout,
-                )
-            except ssl.SSLError as exc:
-                if _is_cert_refusal(exc):
-                    raise NodeKeyRefusedError(self.public_key, exc.reason or str(exc)) from None
-                raise
-            except HandshakeError as exc:
-                if exc.status == 200:
-                    raise NodeAlreadyConnectedError(
-                        f"the JD refused a second connection for node key {self.public_key}: "
-                        "another process is connected with this key"
-                    ) from None
-                if exc.status == 403:
-                    raise NodeKeyRefusedError(self.public_key, "HTTP 403") from None
-                raise
-            endpoint: Endpoint
-
-            def on_message(data: bytes) -> None:
-                endpoint.feed(data)
-
-            ws = WsConnection(
-                stream, proto, on_message, timing=self.timing, early=early, name=self.name
-            )
-            endpoint = Endpoint(ws.send, self._handlers(), name=f"{self.name}->jd")
-            run = asyncio.ensure_future(ws.run())
-            try:
-                try:
-                    resp = await endpoint.call(
-                        "UpdateNode",
-                        self.report(),
-                        cfm.UpdateNodeResponse,
-                        timeout=self.call_timeout,
-                    )
-                except NodeProtocolError:
-                    if run.done():
-                        raise ConnectionError(f"connection closed: {run.result()}") from None
-                    raise
-                self.chain_config_errors = {
-                    k: v.message for k, v in resp.chain_config_errors.items()
-                }
-                self._ws, self._endpoint = ws, endpoint
-                self.connections += 1
-                if not self._first.done():
-                    self._first.set_result(None)
-                log.info("%s: connected to %s", self.name, self.jd_node_address)
-                await self._notify()
-                reason = await run
-                self.last_error = ConnectionError(f"connection ended: {reason}")
-                log.info("%s: disconnected: %s", self.name, reason)
-            finally:
-                endpoint.close()
-                if not run.done():
-                    run.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await run
-                self._ws = self._endpoint = None
-                await self._notify()
-        finally:
-            stream.close()
-
-    async def _raise_closed_early(self, reader: asyncio.StreamReader) -> NoReturn:
-        try:
-            await asyncio.wait_for(reader.read(1), self.handshake_timeout)
-        except ssl.SSLError as exc:
-            if _is_cert_refusal(exc):
-                raise NodeKeyRefusedError(self.public_key, exc.reason or str(exc)) from None
-            raise ConnectionError(f"TLS connection failed: {exc}") from None
-        except (OSError, TimeoutError) as exc:
-            raise ConnectionError(f"TLS connection closed at once: {exc!r}") from None
-        raise ConnectionError("the JD closed the TLS connection right after the handshake")
-
-    # ---------------------------------------------------- what we serve
-
-    def _handlers(self) -> dict[str, Handler]:
-        return {
-            "ProposeJob": handler(cfm.ProposeJobRequest, self._on_propose),
-            "DeleteJob": handler(cfm.DeleteJobRequest, self._on_delete),
-            "RevokeJob": handler(cfm.RevokeJobRequest, self._on_revoke),
-            "GetJobRuns": handler(cfm.GetJobRunsRequest, self._on_job_runs),
-        }
-
-    async def _on_propose(self, req: cfm.ProposeJobRequest) -> cfm.ProposeJobResponse:
-        p = ReceivedProposal(
-            id=req.id,
-            spec=req.spec,
-            version=req.version,
-            multiaddrs=list(req.multiaddrs),
-            received_at=dt.datetime.now(dt.UTC),
-        )
-        self.proposals.append(p)
-        # answer after our ProposeJob response has gone out
-        task = asyncio.ensure_future(self._apply_policy(p))
-        self._answer_tasks.add(task)
-        task.add_done_callback(self._answer_tasks.discard)
-        return cfm.ProposeJobResponse(id=req.id)
-
-    async def _apply_policy(self, p: ReceivedProposal) -> None:
-        await self._notify()
-        policy = self.on_proposal
-        choice: Any = policy
-        if callable(policy):
-            try:
-                choice = policy(p)
-                if inspect.isawaitable(choice):
-                    choice = await choice
-            except Exception:
-                log.exception("%s: on_proposal callable failed for %s", self.name, p.id)
-                return
-        if choice == "approve":
-            await self._answer_quietly("ApprovedJob", p)
-        elif choice == "reject":
-            await self._answer_quietly("RejectedJob", p)
-
-    async def _answer_quietly(self, method: str, p: ReceivedProposal) -> None:
-        with contextlib.suppress(NodeProtocolError):
-            await self._answer(method, p)
-
-    async def _on_delete(self, req: cfm.DeleteJobRequest) -> cfm.DeleteJobResponse:
-        self.deleted.append(req.id)
-        await self._notify()
-        return cfm.DeleteJobResponse(id=req.id)
-
-    async def _on_revoke(self, req: cfm.RevokeJobRequest) -> cfm.RevokeJobResponse:
-        self.revoked.append(req.id)
-        for p in self.proposals:
-            if p.id == req.id and p.answer is None:
-                p.revoked = True
-        await self._notify()
-        return cfm.RevokeJobResponse(id=req.id)
-
-    async def _on_job_runs(self, req: cfm.GetJobRunsRequest) -> cfm.GetJobRunsResponse:
-        return cfm.GetJobRunsResponse(runs=[])
-
     # ------------------------------------------------ what we call
 
     def report(self) -> cfm.UpdateNodeRequest:
@@ -518,33 +229,6 @@ class SimulatedNode:
 
     async def healthcheck(self) -> None:
         await self.call("Healthcheck", cfm.HealthcheckRequest(), cfm.HealthcheckResponse)
-
-    def _find(self, ident: str | ReceivedProposal, version: int | None) -> ReceivedProposal:
-        if isinstance(ident, ReceivedProposal):
-            return ident
-        found = [
-            p for p in self.proposals if p.id == ident and (version is None or p.version == version)
-        ]
-        if not found:
-            raise ConfigError("proposal", f"this node received no proposal {ident!r}")
-        return max(found, key=lambda p: p.version)
-
-    _REQ = {
-        "ApprovedJob": (cfm.ApprovedJobRequest, cfm.ApprovedJobResponse, "approved"),
-        "RejectedJob": (cfm.RejectedJobRequest, cfm.RejectedJobResponse, "rejected"),
-        "CancelledJob": (cfm.CancelledJobRequest, cfm.CancelledJobResponse, "cancelled"),
-    }
-
-    async def _answer(self, method: str, p: ReceivedProposal) -> None:
-        req_t, resp_t, word = self._REQ[method]
-        try:
-            await self.call(method, req_t(uuid=p.id, version=p.version), resp_t)
-        except NodeProtocolError as exc:
-            p.answer_error = str(exc)
-            await self._notify()
-            raise
-        p.answer, p.answer_error = word, None
-        await self._notify()
 
     async def approve(self, proposal: str | ReceivedProposal, version: int | None = None) -> None:
         """ApprovedJob for a received proposal (its latest version unless given)."""

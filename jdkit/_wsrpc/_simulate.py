@@ -9,17 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from jdkit._core.signals import stop_on_signals
 from jdkit._exceptions import ConfigError
+from jdkit._wsrpc._answers import Policy, ReceivedProposal
 from jdkit._wsrpc._errors import NodeProtocolError
 from jdkit._wsrpc._keys import load_private_key, public_hex
-from jdkit._wsrpc._node import Policy, ReceivedProposal, SimulatedNode
+from jdkit._wsrpc._node import SimulatedNode
 
 
 def key_from_file(path: str | os.PathLike[str], *, create: bool = True) -> Ed25519PrivateKey:
@@ -68,31 +69,24 @@ async def simulate(
         **node_options,  # type: ignore[arg-type]
     )
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
+    with stop_on_signals(stop):
         try:
-            await sim.start()
-        except NodeProtocolError as exc:
-            echo(f"error: {exc}")
-            return 1
-        echo(f"connected to {jd_node_address}; answering proposals ({policy}); Ctrl-C stops")
-        seen = (0, 0)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
-            now = (len(sim.deleted), len(sim.revoked))
-            for jid in sim.deleted[seen[0] :]:
-                echo(f"job {jid} deleted by the operator")
-            for jid in sim.revoked[seen[1] :]:
-                echo(f"proposal for job {jid} revoked by the operator")
-            seen = now
-        return 0
-    finally:
-        await sim.stop()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+            try:
+                await sim.start()
+            except NodeProtocolError as exc:
+                echo(f"error: {exc}")
+                return 1
+            echo(f"connected to {jd_node_address}; answering proposals ({policy}); Ctrl-C stops")
+            seen = (0, 0)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                now = (len(sim.deleted), len(sim.revoked))
+                for jid in sim.deleted[seen[0] :]:
+                    echo(f"job {jid} deleted by the operator")
+                for jid in sim.revoked[seen[1] :]:
+                    echo(f"proposal for job {jid} revoked by the operator")
+                seen = now
+            return 0
+        finally:
+            await sim.stop()

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from jdkit._codec import DecodeError, decode, encode
 from jdkit._codec._generated import DECODERS
+from jdkit._core.wire import WireError
+from jdkit._core.wire import check as check_wire
 from jdkit._methods import METHODS
 from jdkit._proto.message_pool import default_message_pool
-from jdkit._server._wire import WireError
-from jdkit._server._wire import check as check_wire
 from tests.helpers.grpcio import stubs
 
 #: every request and response type of the API (nested types come along inside)

@@ -108,38 +108,74 @@ def rpc_paths(*, streaming: bool | None = None) -> list[str]:
     return out
 
 
-def chain_config_pb2(node_id: str, chain_id: str = "11155111") -> Any:
-    """A ChainConfig with every field set (grpcio types)."""
-    return node_pb2.ChainConfig(
-        chain=node_pb2.Chain(id=chain_id, type=node_pb2.CHAIN_TYPE_EVM),
+@dataclass(frozen=True)
+class _ChainConfigTypes:
+    """One runtime's classes for a ChainConfig, so both builders below share a
+    recipe and each runtime still builds its message with its own constructors."""
+
+    chain_config: Any
+    chain: Any
+    evm: Any
+    flux_monitor: Any
+    ocr1: tuple[Any, Any, Any]  # config, P2P key bundle, OCR key bundle
+    ocr2: tuple[Any, Any, Any]
+    plugins: Any
+
+
+_PB2_TYPES = _ChainConfigTypes(
+    node_pb2.ChainConfig,
+    node_pb2.Chain,
+    node_pb2.CHAIN_TYPE_EVM,
+    node_pb2.FluxMonitorConfig,
+    (node_pb2.OCR1Config, node_pb2.OCR1Config.P2PKeyBundle, node_pb2.OCR1Config.OCRKeyBundle),
+    (node_pb2.OCR2Config, node_pb2.OCR2Config.P2PKeyBundle, node_pb2.OCR2Config.OCRKeyBundle),
+    node_pb2.OCR2Config.Plugins,
+)
+_BP_TYPES = _ChainConfigTypes(
+    node.ChainConfig,
+    node.Chain,
+    node.ChainType.EVM,
+    node.FluxMonitorConfig,
+    (node.Ocr1Config, node.Ocr1ConfigP2PKeyBundle, node.Ocr1ConfigOcrKeyBundle),
+    (node.Ocr2Config, node.Ocr2ConfigP2PKeyBundle, node.Ocr2ConfigOcrKeyBundle),
+    node.Ocr2ConfigPlugins,
+)
+
+
+def _ocr_config(
+    classes: tuple[Any, Any, Any], n: int, peer_key: str, keys: dict[str, str], **more: Any
+) -> Any:
+    """OCR`n`'s config: the fields OCR1 and OCR2 share, numbered `n`, plus `more`."""
+    config, p2p_bundle, ocr_bundle = classes
+    return config(
+        enabled=True,
+        is_bootstrap=n == 1,
+        p2p_key_bundle=p2p_bundle(peer_id=f"p2p_{n}", public_key=peer_key),
+        ocr_key_bundle=ocr_bundle(
+            bundle_id=f"b{n}",
+            config_public_key=f"c{n}",
+            offchain_public_key=f"o{n}",
+            onchain_signing_address=f"s{n}",
+            **keys,
+        ),
+        multiaddr=f"/ip4/127.0.0.1/tcp/{n}",
+        **more,
+    )
+
+
+def _chain_config(t: _ChainConfigTypes, node_id: str, chain_id: str) -> Any:
+    return t.chain_config(
+        chain=t.chain(id=chain_id, type=t.evm),
         account_address="0xabc",
         admin_address="0xdef",
-        flux_monitor_config=node_pb2.FluxMonitorConfig(enabled=True),
-        ocr1_config=node_pb2.OCR1Config(
-            enabled=True,
-            is_bootstrap=True,
-            p2p_key_bundle=node_pb2.OCR1Config.P2PKeyBundle(peer_id="p2p_1", public_key="aa"),
-            ocr_key_bundle=node_pb2.OCR1Config.OCRKeyBundle(
-                bundle_id="b1",
-                config_public_key="c1",
-                offchain_public_key="o1",
-                onchain_signing_address="s1",
-            ),
-            multiaddr="/ip4/127.0.0.1/tcp/1",
-        ),
-        ocr2_config=node_pb2.OCR2Config(
-            enabled=True,
-            is_bootstrap=False,
-            p2p_key_bundle=node_pb2.OCR2Config.P2PKeyBundle(peer_id="p2p_2", public_key="bb"),
-            ocr_key_bundle=node_pb2.OCR2Config.OCRKeyBundle(
-                bundle_id="b2",
-                config_public_key="c2",
-                offchain_public_key="o2",
-                onchain_signing_address="s2",
-                onchain_signing_pub_key="k2",
-            ),
-            multiaddr="/ip4/127.0.0.1/tcp/2",
-            plugins=node_pb2.OCR2Config.Plugins(
+        flux_monitor_config=t.flux_monitor(enabled=True),
+        ocr1_config=_ocr_config(t.ocr1, 1, "aa", {}),
+        ocr2_config=_ocr_config(
+            t.ocr2,
+            2,
+            "bb",
+            {"onchain_signing_pub_key": "k2"},
+            plugins=t.plugins(
                 commit=True, execute=True, median=True, mercury=True, rebalancer=True
             ),
             forwarder_address="0xf0",
@@ -147,47 +183,17 @@ def chain_config_pb2(node_id: str, chain_id: str = "11155111") -> Any:
         account_address_public_key="0xpub",
         node_id=node_id,
     )
+
+
+def chain_config_pb2(node_id: str, chain_id: str = "11155111") -> Any:
+    """A ChainConfig with every field set (grpcio types)."""
+    return _chain_config(_PB2_TYPES, node_id, chain_id)
 
 
 def chain_config_bp(node_id: str, chain_id: str = "11155111") -> node.ChainConfig:
-    """The same ChainConfig, built independently with betterproto2 types."""
-    return node.ChainConfig(
-        chain=node.Chain(id=chain_id, type=node.ChainType.EVM),
-        account_address="0xabc",
-        admin_address="0xdef",
-        flux_monitor_config=node.FluxMonitorConfig(enabled=True),
-        ocr1_config=node.Ocr1Config(
-            enabled=True,
-            is_bootstrap=True,
-            p2p_key_bundle=node.Ocr1ConfigP2PKeyBundle(peer_id="p2p_1", public_key="aa"),
-            ocr_key_bundle=node.Ocr1ConfigOcrKeyBundle(
-                bundle_id="b1",
-                config_public_key="c1",
-                offchain_public_key="o1",
-                onchain_signing_address="s1",
-            ),
-            multiaddr="/ip4/127.0.0.1/tcp/1",
-        ),
-        ocr2_config=node.Ocr2Config(
-            enabled=True,
-            is_bootstrap=False,
-            p2p_key_bundle=node.Ocr2ConfigP2PKeyBundle(peer_id="p2p_2", public_key="bb"),
-            ocr_key_bundle=node.Ocr2ConfigOcrKeyBundle(
-                bundle_id="b2",
-                config_public_key="c2",
-                offchain_public_key="o2",
-                onchain_signing_address="s2",
-                onchain_signing_pub_key="k2",
-            ),
-            multiaddr="/ip4/127.0.0.1/tcp/2",
-            plugins=node.Ocr2ConfigPlugins(
-                commit=True, execute=True, median=True, mercury=True, rebalancer=True
-            ),
-            forwarder_address="0xf0",
-        ),
-        account_address_public_key="0xpub",
-        node_id=node_id,
-    )
+    """The same ChainConfig, built with betterproto2 types."""
+    config: node.ChainConfig = _chain_config(_BP_TYPES, node_id, chain_id)
+    return config
 
 
 NESTED_POLICY: dict[str, Any] = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from jdkit._exceptions import ConfigError
-from jdkit._server import EmbeddedJD, _embedded
+from jdkit._server import EmbeddedJD, _config
 from tests.helpers.server_fixtures import pubkey, served
 
 
@@ -109,7 +109,7 @@ async def test_the_secret_comes_from_the_environment(
 async def test_in_memory_keeps_the_dev_secret_and_says_so(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_embedded, "_warned", set())
+    monkeypatch.setattr(_config, "_warned", set())
     caplog.set_level(logging.WARNING, logger="jdkit.server")
     async with served():
         pass

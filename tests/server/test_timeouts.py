@@ -10,6 +10,7 @@ are bounds for "eventually", far above them, not speed checks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 from collections.abc import AsyncIterator
 from typing import Any
@@ -92,10 +93,18 @@ class RawH2:
         self.writer.close()
 
 
-@pytest.fixture
-async def limits_server(request: pytest.FixtureRequest) -> AsyncIterator[EmbeddedJD]:
-    async with EmbeddedJD.start(limits=request.param) as srv:
-        yield srv
+@contextlib.asynccontextmanager
+async def raw_h2_to(
+    limits: ServerLimits, *, preface: bool = True
+) -> AsyncIterator[tuple[EmbeddedJD, RawH2]]:
+    """An embedded JD with these limits and one hand-driven connection to it
+    (closed on the way out, before the server stops)."""
+    async with EmbeddedJD.start(limits=limits) as srv:
+        c = await RawH2.open(srv.port, preface=preface)
+        try:
+            yield srv, c
+        finally:
+            c.close()
 
 
 def short(**kw: float | None) -> ServerLimits:
@@ -107,105 +116,83 @@ def short(**kw: float | None) -> ServerLimits:
 
 @pytest.mark.asyncio
 async def test_a_silent_tcp_connection_is_closed_after_the_handshake_timeout() -> None:
-    async with EmbeddedJD.start(limits=short(handshake_timeout=0.3)) as srv:
-        c = await RawH2.open(srv.port, preface=False)
-        try:
-            await c.until_closed(answer=False)  # EOF: the server hung up
-        finally:
-            c.close()
+    async with raw_h2_to(short(handshake_timeout=0.3), preface=False) as (_, c):
+        await c.until_closed(answer=False)  # EOF: the server hung up
 
 
 @pytest.mark.asyncio
 async def test_a_connection_that_did_its_handshake_is_not_closed_by_it() -> None:
-    async with EmbeddedJD.start(limits=short(handshake_timeout=0.2)) as srv:
-        c = await RawH2.open(srv.port)
-        try:
-            with pytest.raises(TimeoutError):  # nothing but the server's SETTINGS/ack
-                while True:
-                    await c.pump(timeout=1.0)
-        finally:
-            c.close()
+    async with raw_h2_to(short(handshake_timeout=0.2)) as (_, c):
+        with pytest.raises(TimeoutError):  # nothing but the server's SETTINGS/ack
+            while True:
+                await c.pump(timeout=1.0)
 
 
 @pytest.mark.asyncio
 async def test_half_open_streams_are_answered_and_reaped() -> None:
-    async with EmbeddedJD.start(limits=short(request_timeout=0.3)) as srv:
-        c = await RawH2.open(srv.port)
-        try:
-            sids = []
-            for _ in range(100):  # headers, and never the request body or END_STREAM
-                sid = c.conn.get_next_available_stream_id()
-                c.conn.send_headers(sid, grpc_headers(VERSION))
-                sids.append(sid)
-            c.flush()
-            ended: set[int] = set()
-            statuses: set[str] = set()
-
-            async def wait() -> None:
-                while len(ended) < len(sids):
-                    assert await c.pump()
-                    for ev in c.events:
-                        if isinstance(ev, h2.events.TrailersReceived | h2.events.ResponseReceived):
-                            statuses.update(v for k, v in text_headers(ev) if k == "grpc-status")
-                        if isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
-                            ended.add(ev.stream_id)
-                    c.events.clear()
-
-            await asyncio.wait_for(wait(), BOUND)
-            # 16 held a call slot and waited for their body: DEADLINE_EXCEEDED;
-            # the rest waited for a slot: RESOURCE_EXHAUSTED
-            deadline, exhausted = (
-                str(code.value[0])
-                for code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
-            )
-            assert statuses == {deadline, exhausted}
-            # the streams are gone on the server side too: a whole new call works
+    async with raw_h2_to(short(request_timeout=0.3)) as (_, c):
+        sids = []
+        for _ in range(100):  # headers, and never the request body or END_STREAM
             sid = c.conn.get_next_available_stream_id()
             c.conn.send_headers(sid, grpc_headers(VERSION))
-            c.conn.send_data(sid, struct.pack(">?I", False, 0), end_stream=True)
-            c.flush()
-            got: dict[str, str] = {}
+            sids.append(sid)
+        c.flush()
+        ended: set[int] = set()
+        statuses: set[str] = set()
 
-            async def answer() -> None:
-                while "grpc-status" not in got:
-                    assert await c.pump()
-                    for ev in c.events:
-                        if isinstance(ev, h2.events.TrailersReceived):
-                            got.update(dict(text_headers(ev)))
-                        if isinstance(ev, h2.events.DataReceived):
-                            c.conn.acknowledge_received_data(
-                                ev.flow_controlled_length, ev.stream_id
-                            )
-                    c.events.clear()
+        async def wait() -> None:
+            while len(ended) < len(sids):
+                assert await c.pump()
+                for ev in c.events:
+                    if isinstance(ev, h2.events.TrailersReceived | h2.events.ResponseReceived):
+                        statuses.update(v for k, v in text_headers(ev) if k == "grpc-status")
+                    if isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
+                        ended.add(ev.stream_id)
+                c.events.clear()
 
-            await asyncio.wait_for(answer(), BOUND)
-            assert got["grpc-status"] == "0"
-        finally:
-            c.close()
+        await asyncio.wait_for(wait(), BOUND)
+        # 16 held a call slot and waited for their body: DEADLINE_EXCEEDED;
+        # the rest waited for a slot: RESOURCE_EXHAUSTED
+        deadline, exhausted = (
+            str(code.value[0])
+            for code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        )
+        assert statuses == {deadline, exhausted}
+        # the streams are gone on the server side too: a whole new call works
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, grpc_headers(VERSION))
+        c.conn.send_data(sid, struct.pack(">?I", False, 0), end_stream=True)
+        c.flush()
+        got: dict[str, str] = {}
+
+        async def answer() -> None:
+            while "grpc-status" not in got:
+                assert await c.pump()
+                for ev in c.events:
+                    if isinstance(ev, h2.events.TrailersReceived):
+                        got.update(dict(text_headers(ev)))
+                    if isinstance(ev, h2.events.DataReceived):
+                        c.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                c.events.clear()
+
+        await asyncio.wait_for(answer(), BOUND)
+        assert got["grpc-status"] == "0"
 
 
 @pytest.mark.asyncio
 async def test_the_stream_cap_is_advertised_in_the_first_settings() -> None:
-    async with EmbeddedJD.start(limits=ServerLimits(max_concurrent_streams=7)) as srv:
-        c = await RawH2.open(srv.port)
-        try:
-            while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in c.events):
-                assert await c.pump()
-            assert c.conn.remote_settings.max_concurrent_streams == 7
-        finally:
-            c.close()
+    async with raw_h2_to(ServerLimits(max_concurrent_streams=7)) as (_, c):
+        while not any(isinstance(e, h2.events.RemoteSettingsChanged) for e in c.events):
+            assert await c.pump()
+        assert c.conn.remote_settings.max_concurrent_streams == 7
 
 
 @pytest.mark.asyncio
 async def test_an_idle_connection_gets_goaway_and_clients_reconnect() -> None:
-    async with EmbeddedJD.start(limits=short(idle_timeout=0.3)) as srv:
-        c = await RawH2.open(srv.port)
-        try:
-            await c.until_closed()
-            goaway = [e for e in c.events if isinstance(e, h2.events.ConnectionTerminated)]
-            assert goaway and goaway[0].error_code == 0  # NO_ERROR: a polite goodbye
-        finally:
-            c.close()
+    async with raw_h2_to(short(idle_timeout=0.3)) as (srv, c):
+        await c.until_closed()
+        goaway = [e for e in c.events if isinstance(e, h2.events.ConnectionTerminated)]
+        assert goaway and goaway[0].error_code == 0  # NO_ERROR: a polite goodbye
         # jdkit's client and grpcio both carry on across the server's goodbye
         async with JobDistributor.connect(srv.address, timeout=BOUND) as jd:
             for _ in range(3):
@@ -222,31 +209,24 @@ async def test_an_idle_connection_gets_goaway_and_clients_reconnect() -> None:
 
 @pytest.mark.asyncio
 async def test_a_peer_that_stops_answering_pings_is_closed() -> None:
-    async with EmbeddedJD.start(limits=short(keepalive_time=0.2, keepalive_timeout=0.2)) as srv:
-        c = await RawH2.open(srv.port)
-        try:
-            await c.pump()  # the server's SETTINGS
-            await c.until_closed(answer=False)  # we go deaf: no ping ack, no bytes
-        finally:
-            c.close()
+    async with raw_h2_to(short(keepalive_time=0.2, keepalive_timeout=0.2)) as (_, c):
+        await c.pump()  # the server's SETTINGS
+        await c.until_closed(answer=False)  # we go deaf: no ping ack, no bytes
 
 
 @pytest.mark.asyncio
 async def test_a_peer_that_answers_pings_stays_connected() -> None:
-    async with EmbeddedJD.start(limits=short(keepalive_time=0.1, keepalive_timeout=0.3)) as srv:
-        c = await RawH2.open(srv.port)
-        try:
+    async with raw_h2_to(short(keepalive_time=0.1, keepalive_timeout=0.3)) as (srv, c):
 
-            async def listen() -> None:
-                while await c.pump():
-                    pass
+        async def listen() -> None:
+            while await c.pump():
+                pass
 
-            with pytest.raises(TimeoutError):  # still open after ~10 ping rounds
-                await asyncio.wait_for(listen(), 1.5)
-            pings = [e for e in c.events if isinstance(e, h2.events.PingReceived)]
-            assert len(pings) >= 2
-        finally:
-            c.close()
+        with pytest.raises(TimeoutError):  # still open after ~10 ping rounds
+            await asyncio.wait_for(listen(), 1.5)
+        pings = [e for e in c.events if isinstance(e, h2.events.PingReceived)]
+        assert len(pings) >= 2
+        c.close()  # done with the raw peer while jdkit's client talks to the server
         async with JobDistributor.connect(srv.address, timeout=BOUND) as jd:
             assert (await jd.version()).version
             await asyncio.sleep(1.0)  # several pings, answered by grpclib's h2

@@ -14,7 +14,7 @@ from typing import Any
 
 from jdkit import JobDistributor, SimulatedNode
 from jdkit._server import EmbeddedJD
-from jdkit._wsrpc._node import Backoff
+from jdkit._wsrpc._connection import Backoff
 from jdkit.pb import job, node
 from jdkit.pb import node as node_pb
 

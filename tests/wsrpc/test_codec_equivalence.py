@@ -20,9 +20,10 @@ from grpc_tools import protoc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jdkit._core.wire import WireError
 from jdkit._proto import cfm
 from jdkit._proto.message import Message
-from jdkit._wsrpc._strict import DecodeError, decode
+from jdkit._wsrpc._strict import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -162,5 +163,31 @@ def test_truncated_encodings_are_refused(values: dict[str, Any], data: Any) -> N
         # a cut at a field boundary is a valid (shorter) message for both
         decode(full[:cut], cfm.UpdateNodeRequest)
     else:
-        with pytest.raises(DecodeError):
+        with pytest.raises(WireError):
             decode(full[:cut], cfm.UpdateNodeRequest)
+
+
+# Field number 0 inside a Timestamp (a wrapped type) or inside a map entry: the
+# official runtime refuses both. The node side's own copy of the wire check did
+# not look into either and let them through; the shared check does.
+_TS_FIELD_ZERO = b"\x00\x01"
+_ENTRY_FIELD_ZERO = b"\x0a\x01A" + b"\x00\x01"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("JobRunSummary", b"\x1a" + bytes([len(_TS_FIELD_ZERO)]) + _TS_FIELD_ZERO),
+        ("UpdateNodeResponse", b"\x0a" + bytes([len(_ENTRY_FIELD_ZERO)]) + _ENTRY_FIELD_ZERO),
+    ],
+    ids=["in-a-timestamp", "in-a-map-entry"],
+)
+def test_field_number_zero_nested_in_a_wrapped_type_or_map_entry_is_refused(
+    name: str, data: bytes
+) -> None:
+    from google.protobuf.message import DecodeError as OfficialDecodeError
+
+    with pytest.raises(OfficialDecodeError):
+        getattr(FM, name).FromString(data)
+    with pytest.raises(WireError):
+        decode(data, getattr(cfm, name))

@@ -25,6 +25,7 @@ from grpclib.exceptions import GRPCError
 from jdkit import _compression
 from jdkit._codec import FastCodec, decode, has_fast_decoder
 from jdkit._core.caps import CapExceeded, check_counts
+from jdkit._core.wire import check as check_wire
 from jdkit._proto.api.csa.v1 import ListKeypairsResponse
 from jdkit._proto.api.job.v1 import (
     BatchProposeJobResponse,
@@ -35,7 +36,6 @@ from jdkit._proto.api.node.v1 import ListNodeChainConfigsResponse, ListNodesResp
 from jdkit._proto.api.probation.v1 import ListRollbackPoliciesResponse
 from jdkit._server._grpc._transport import CallInfo
 from jdkit._server._limits import ConnectionBudget, ServerLimits
-from jdkit._server._wire import check as check_wire
 
 
 def proto_name(message_type: type[Any]) -> str:

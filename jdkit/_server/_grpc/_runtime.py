@@ -17,6 +17,7 @@ from grpclib.exceptions import GRPCError
 
 from jdkit._methods import WRITES
 from jdkit._proto.grpc.health.v1 import HealthCheckResponseServingStatus
+from jdkit._server._auth import bearer_token
 from jdkit._server._limits import DEFAULT_LIMITS, ServerLimits, Workers
 from jdkit._server._state import JDState
 
@@ -101,14 +102,6 @@ class Runtime:
             raise GRPCError(
                 Status.UNAUTHENTICATED, "the access token could not be verified"
             ) from None
-
-
-def bearer_token(header: Any) -> str | None:
-    if not isinstance(header, str):
-        return None
-    scheme, _, token = header.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
 
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")

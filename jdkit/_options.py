@@ -4,7 +4,13 @@ Every way to get a client (`JobDistributor.connect`, `jdkit.connect`, each
 provider, `with_dry_run`, the testing factories, the CLI) takes a
 `ClientOptions` and/or keywords naming its fields; keywords override the
 object's fields (`options.replace(**keywords)`). The list of options is the
-dataclass's fields and nothing else, so an option added here works everywhere.
+dataclass's fields and nothing else, so an option added here works everywhere:
+its text form (`jdkit._option_text`: a parser in the field's metadata or by
+its annotation) makes it `JD_<FIELD>` and the CLI's `--<field>` too.
+
+An object remembers which fields were given (`given()`), a default given
+explicitly included: those win over the environment (`from_env(**given)`),
+rather than whichever happen to differ from the defaults.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from jdkit._channel import Target, TLSConfig, parse_target
 from jdkit._compression import ENCODINGS
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
+from jdkit._metadata import Metadata, check_metadata
+from jdkit._option_text import parse_flag, parse_metadata, parse_retry, text_fields
 from jdkit._redact import register_metadata
 from jdkit._retry import RetryPolicy
 from jdkit._transport import DEFAULT_MAX_RECEIVE
@@ -28,14 +36,12 @@ if TYPE_CHECKING:
     from jdkit._dryrun import Journal
     from jdkit.auth import TokenManager, TokenSource
 
-__all__ = ["DEFAULT_TIMEOUT", "ClientOptions", "check_metadata", "check_timeout"]
+__all__ = ["DEFAULT_TIMEOUT", "TEXT_FIELDS", "ClientOptions", "check_metadata", "check_timeout"]
 
 #: The default per-call deadline in seconds.
 DEFAULT_TIMEOUT = 30.0
 
 ENV_URL = "JD_GRPC_URL"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 def check_timeout(name: str, timeout: object) -> None:
@@ -52,17 +58,6 @@ def check_timeout(name: str, timeout: object) -> None:
         )
 
 
-def check_metadata(name: str, metadata: object) -> None:
-    """gRPC metadata keys are lower-case ASCII; values here are str (no binary headers)."""
-    if metadata is None:
-        return
-    if not isinstance(metadata, Mapping):
-        raise ConfigError(name, f"expected a mapping of str to str, got {type(metadata).__name__}")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or key != key.lower() or not key or not isinstance(value, str):
-            raise ConfigError(name, f"keys must be lower-case str and values str: {key!r}")
-
-
 def _check_bool(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(name, f"expected True or False, got {value!r}")
@@ -73,7 +68,9 @@ class ClientOptions:
     """How a client reaches a JD and treats each call; checked on construction.
 
     Build one and pass it around, or pass its fields as keywords; keywords
-    win over an object's fields:
+    win over an object's fields, and fields given win over the environment
+    (`given()`); every field read from text is also `JD_<FIELD>` and `--<field>`
+    in the CLI:
 
         opts = jdkit.ClientOptions(target="grpcs://jd.example.com", auth=source)
         jd = JobDistributor.connect(options=opts, timeout=5)
@@ -87,7 +84,9 @@ class ClientOptions:
     `allow_insecure_auth` is True (None, the default: the provider decides;
     only a provider that started the JD itself on loopback allows them).
     `interceptors` run between the deadline and dry-run, in the order given.
-    `metadata` is sent with every call; the values of credential keys
+    `metadata` (a mapping, held read-only and hashable) is sent with every
+    call, checked as gRPC sends it (lower-case token keys, none reserved;
+    bytes for `-bin` keys, printable ASCII otherwise); the values of credential keys
     (`authorization`, or a key naming a token, secret, password, api-key or
     cookie) are treated as secrets: kept out of logs (`jdkit._redact`) and of
     this repr. `dry_run`: True, or a `Journal` to
@@ -108,22 +107,67 @@ class ClientOptions:
     replies are decompressed within `max_receive_message_size`.
     """
 
-    target: str | None = None
+    target: str | None = field(
+        default=None, metadata={"env": ENV_URL, "help": "JD gRPC address (grpcs://host for TLS)"}
+    )
     tls: TLSConfig | bool | None = None
-    timeout: float | None = DEFAULT_TIMEOUT
-    retry: RetryPolicy | None = None
+    timeout: float | None = field(
+        default=DEFAULT_TIMEOUT, metadata={"help": "per-call deadline in seconds (0: none)"}
+    )
+    retry: RetryPolicy | None = field(
+        default=None,
+        metadata={"text": parse_retry, "help": "attempts per call (off or 1: no retries)"},
+    )
     auth: TokenSource | TokenManager | None = None
-    allow_insecure_auth: bool | None = None
+    allow_insecure_auth: bool | None = field(
+        default=None, metadata={"help": "send tokens over plaintext (local testing only)"}
+    )
     interceptors: Sequence[Interceptor] = ()
-    metadata: Mapping[str, str] | None = field(default=None, repr=False)
-    dry_run: bool | Journal = False
-    max_receive_message_size: int | None = DEFAULT_MAX_RECEIVE
-    max_send_message_size: int | None = None
-    keepalive_time: float | None = 30.0
-    keepalive_timeout: float = 10.0
-    min_version: str | None = None
-    tracing: Any = False
-    compression: str | None = None
+    metadata: Mapping[str, str | bytes] | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "text": parse_metadata,
+            "multiple": True,
+            "help": "sent with every call (repeat the flag; comma-separate in the variable)",
+        },
+    )
+    dry_run: bool | Journal = field(default=False, metadata={"text": None})
+    max_receive_message_size: int | None = field(
+        default=DEFAULT_MAX_RECEIVE,
+        metadata={"help": "largest reply read, in bytes (e.g. 16MiB; none: no limit)"},
+    )
+    max_send_message_size: int | None = field(
+        default=None, metadata={"help": "largest request sent, in bytes (none: no limit)"}
+    )
+    keepalive_time: float | None = field(
+        default=30.0, metadata={"help": "seconds of quiet before a ping (0: no pings)"}
+    )
+    keepalive_timeout: float = field(
+        default=10.0, metadata={"help": "seconds to wait for a ping's answer"}
+    )
+    min_version: str | None = field(
+        default=None,
+        metadata={"help": "lowest JD version to accept (checked at start)", "metavar": "VERSION"},
+    )
+    tracing: Any = field(
+        default=False,
+        metadata={"text": parse_flag, "help": "one OpenTelemetry span per call (jdkit[otel])"},
+    )
+    compression: str | None = field(
+        default=None,
+        metadata={
+            "help": f"compress calls: {' or '.join(ENCODINGS)} (none: off)",
+            "metavar": "NAME",
+        },
+    )
+
+    def __new__(cls, *args: Any, **given: Any) -> Self:
+        # Which fields the caller gave (a default given explicitly counts):
+        # what they give wins over the environment (`given()`).
+        self = super().__new__(cls)
+        object.__setattr__(self, "_given", frozenset(given))
+        return self
 
     def __post_init__(self) -> None:
         if self.target is not None:
@@ -153,7 +197,7 @@ class ClientOptions:
         object.__setattr__(self, "interceptors", tuple(self.interceptors))
         check_metadata("metadata", self.metadata)
         if self.metadata is not None:
-            object.__setattr__(self, "metadata", dict(self.metadata))
+            object.__setattr__(self, "metadata", Metadata(self.metadata))  # read-only
             register_metadata(self.metadata)  # hpack logs every header it sends
         for name in ("max_receive_message_size", "max_send_message_size"):
             size = getattr(self, name)
@@ -209,10 +253,17 @@ class ClientOptions:
         unknown = sorted(set(changes) - set(self.names()))
         if unknown:
             raise TypeError(
-                f"unknown client option(s) {', '.join(map(repr, unknown))}; "
-                f"ClientOptions has {', '.join(self.names())}"
+                f"unknown client option(s) {', '.join(map(repr, unknown))}: not ClientOptions "
+                f"fields; ClientOptions has {', '.join(self.names())}"
             )
-        return dataclasses.replace(self, **changes)
+        new = dataclasses.replace(self, **changes)
+        object.__setattr__(new, "_given", _given(self) | frozenset(changes))
+        return new
+
+    def given(self) -> dict[str, Any]:
+        """The fields given explicitly (to the constructor, `replace` or as keywords),
+        even where equal to the default; they win over the environment."""
+        return {name: getattr(self, name) for name in self.names() if name in _given(self)}
 
     @classmethod
     def of(cls, options: ClientOptions | None = None, /, **changes: Any) -> ClientOptions:
@@ -244,9 +295,11 @@ class ClientOptions:
     def from_env(cls, env: Mapping[str, str] | None = None, **changes: Any) -> ClientOptions:
         """Options from the environment (all optional), then `changes`.
 
-        Without `JD_GRPC_URL` the target is None, as `jdkit.connect()` reads
-        it: the provider decides (`EmbeddedProvider` starts a JD; a remote
-        provider, `RemoteConfig.from_env` and the CLI require the URL).
+        A field in `changes` is not read from the environment at all (a bad
+        variable for it is no error). Without `JD_GRPC_URL` the target is
+        None, as `jdkit.connect()` reads it: the provider decides
+        (`EmbeddedProvider` starts a JD; a remote provider, `RemoteConfig.from_env`
+        and the CLI require the URL).
 
         | variable | meaning |
         |---|---|
@@ -254,40 +307,50 @@ class ClientOptions:
         | `JD_TLS` | `1` for TLS with the system roots (implied by `grpcs://` or any TLS file) |
         | `JD_TLS_CA_FILE`, `JD_TLS_CERT_FILE`, `JD_TLS_KEY_FILE` | TLS / mTLS files |
         | `JD_TLS_SERVER_NAME` | the name checked against the server certificate |
-        | `JD_TIMEOUT` | default per-call deadline in seconds (`0`/`none`: no deadline) |
-        | `JD_ALLOW_INSECURE_AUTH` | `1` to allow bearer tokens on a plaintext channel |
         | `JD_TOKEN`, `JD_OAUTH2_*`, `JD_COGNITO_*` | a token source, see `jdkit.auth.from_env` |
+        | `JD_<FIELD>` | any other field read from text (`JD_TIMEOUT`, `JD_METADATA`, ...) |
+
+        `JD_<FIELD>` covers `timeout` (seconds, `0`/`none`: no deadline),
+        `retry` (attempts, `off`), `allow_insecure_auth`, `metadata`
+        (`k=v,k2=v2`), `max_receive_message_size` / `max_send_message_size`
+        (bytes, `16MiB`, `none`), `keepalive_time`, `keepalive_timeout`,
+        `min_version`, `tracing` and `compression`; `dry_run` is never read
+        from the environment.
         """
         env = os.environ if env is None else env
-        url = env.get(ENV_URL, "").strip() or None
-        tls_files = {
-            k: env.get(f"JD_TLS_{k.upper()}") or None
-            for k in ("ca_file", "cert_file", "key_file", "server_name")
-        }
-        values: dict[str, Any] = {"target": url}
-        if any(tls_files.values()):
-            values["tls"] = TLSConfig(**tls_files)
-        elif "JD_TLS" in env:
-            values["tls"] = _flag(env, "JD_TLS")
-        if env.get("JD_TIMEOUT"):
-            raw = env["JD_TIMEOUT"].strip().lower()
-            try:
-                timeout = None if raw in ("0", "none") else float(raw)
-            except ValueError:
-                raise ConfigError("JD_TIMEOUT", f"not a number of seconds: {raw!r}") from None
-            check_timeout("JD_TIMEOUT", timeout)
-            values["timeout"] = timeout
-        from jdkit.auth import from_env as auth_from_env
+        values: dict[str, Any] = {}
+        for tf in TEXT_FIELDS:
+            raw = env.get(tf.env, "").strip()
+            if tf.name not in changes and raw:
+                # a bad URL stays a ConfigError naming `target` (the CLI re-blames it)
+                values[tf.name] = raw if tf.name == "target" else tf.read(raw, tf.env)
+        if "tls" not in changes:
+            tls_files = {
+                k: env.get(f"JD_TLS_{k.upper()}") or None
+                for k in ("ca_file", "cert_file", "key_file", "server_name")
+            }
+            if any(tls_files.values()):
+                values["tls"] = TLSConfig(**tls_files)
+            elif "JD_TLS" in env:
+                values["tls"] = _flag(env, "JD_TLS")
+        if "auth" not in changes:
+            from jdkit.auth import from_env as auth_from_env
 
-        values["auth"] = auth_from_env(env)
-        values["allow_insecure_auth"] = _flag(env, "JD_ALLOW_INSECURE_AUTH")
+            values["auth"] = auth_from_env(env)
         return cls(**values).replace(**changes)
 
 
+def _given(options: ClientOptions) -> frozenset[str]:
+    given: frozenset[str] = getattr(options, "_given", frozenset())
+    return given
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(name, f"expected 1/0, true/false, yes/no; got {raw!r}")
+    try:
+        return parse_flag(env.get(name, ""))
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
+#: The fields read from text: `JD_<FIELD>` variables and the CLI's flags.
+TEXT_FIELDS = text_fields(dataclasses.fields(ClientOptions))

@@ -328,7 +328,7 @@ def is_sensitive_key(key: str) -> bool:
     return key.endswith("authorization") or any(part in key for part in _SENSITIVE_PARTS)
 
 
-def register_metadata(metadata: Mapping[str, str] | None) -> None:
+def register_metadata(metadata: Mapping[str, Any] | None) -> None:
     """Register the values of `metadata`'s credential keys (see `is_sensitive_key`).
 
     hpack logs every header it sends, so a token given as plain metadata

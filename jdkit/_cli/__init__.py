@@ -51,8 +51,10 @@ def cli(ctx: click.Context, /, json_: bool, dry_run: bool, **flags: Any) -> None
     """Talk to a Chainlink Job Distributor, or run jdkit's embedded one.
 
     Connection options come before the command, from flags or the
-    environment (JD_GRPC_URL, JD_TLS*, JD_TIMEOUT, JD_TOKEN, JD_OAUTH2_*,
-    JD_COGNITO_*). Secrets such as passwords come from the environment only.
+    environment (JD_GRPC_URL, JD_TLS*, JD_TOKEN, JD_OAUTH2_*, JD_COGNITO_*,
+    and JD_<OPTION> for every other option: JD_TIMEOUT, JD_METADATA, ...);
+    a flag wins over its variable. Secrets such as passwords come from the
+    environment only.
     """
     st = ctx.ensure_object(State)
     st.flags = flags

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from jdkit._cli._config import Seconds, UsageError, client_options
+from jdkit._cli._config import FIELD_FLAGS, FieldText, Seconds, UsageError, client_options
 from jdkit._cli._output import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +38,7 @@ CONNECTION_FLAGS = (
     "cognito_endpoint_url",
     "allow_insecure_auth",
     "timeout",
+    *(tf.name for tf in FIELD_FLAGS),
 )
 
 
@@ -60,7 +61,7 @@ class State:
         return [
             "--" + k.replace("_", "-")
             for k in CONNECTION_FLAGS
-            if self.flags.get(k) not in (None, False, "")
+            if self.flags.get(k) not in (None, False, "", ())
         ]
 
     def refuse_connection_flags(self, command: str) -> None:
@@ -254,6 +255,17 @@ def root_options(f: F) -> F:
             type=Seconds(),
             metavar="SECONDS",
             help="per-call deadline (0: none); env JD_TIMEOUT",
+        ),
+        *(
+            click.option(
+                tf.flag,
+                tf.name,
+                type=FieldText(tf.name),
+                multiple=tf.multiple,
+                metavar=tf.metavar,
+                help=f"{tf.help}; env {tf.env}",
+            )
+            for tf in FIELD_FLAGS
         ),
         click.option(
             "--json", "json_", is_flag=True, help="machine-readable output: proto JSON, errors too"

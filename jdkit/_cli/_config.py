@@ -19,7 +19,7 @@ import click
 
 from jdkit._channel import TLSConfig, parse_target
 from jdkit._exceptions import ConfigError, JDError
-from jdkit._options import ClientOptions
+from jdkit._options import TEXT_FIELDS, ClientOptions
 
 NO_URL = (
     "no JD to talk to: pass --url HOST:PORT or set JD_GRPC_URL "
@@ -40,8 +40,14 @@ TLS_FLAGS = {
     "tls_key": "key_file",
     "tls_server_name": "server_name",
 }
+#: ClientOptions fields with a flag of their own above; every other field read
+#: from text gets `--<field>` (and `JD_<FIELD>`) from the dataclass: `FIELD_FLAGS`.
+_OWN_FLAGS = {"target", "timeout", "allow_insecure_auth"}
+FIELD_FLAGS = tuple(tf for tf in TEXT_FIELDS if tf.name not in _OWN_FLAGS)
+
 #: Option / field names in errors -> how the command line spells them.
 FLAG_NAMES = {
+    **{tf.name: tf.flag for tf in FIELD_FLAGS},
     "target": "--url",
     "url": "--url",
     "timeout": "--timeout",
@@ -78,6 +84,34 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]
         if not math.isfinite(seconds) or seconds < 0:
             self.fail(f"{value!r} must be a positive number of seconds", param, ctx)
         return seconds
+
+
+class FieldText(click.ParamType):  # type: ignore[type-arg]
+    """A ClientOptions field's value as text, checked as the field checks it."""
+
+    def __init__(self, name: str) -> None:
+        self.field = next(tf for tf in FIELD_FLAGS if tf.name == name)
+        self.name = name.split("_")[-1]
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.field.read(value, self.field.flag)
+        except ConfigError as exc:
+            self.fail(exc.problem, param, ctx)
+
+
+def field_values(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The `--<field>` flags given, as ClientOptions changes (repeated ones merged)."""
+    out: dict[str, Any] = {}
+    for tf in FIELD_FLAGS:
+        value = flags.get(tf.name)
+        if tf.multiple and value:
+            out[tf.name] = {k: v for part in value for k, v in part.items()}
+        elif not tf.multiple and value is not None:
+            out[tf.name] = value
+    return out
 
 
 def _blame(exc: ConfigError, flag: str) -> ConfigError:
@@ -121,7 +155,8 @@ def client_options(
                 env[var] = str(given[flag])
                 overlaid[var] = "--" + flag.replace("_", "-")
     try:
-        opts = ClientOptions.from_env(env)
+        # a `--<field>` flag given makes its JD_<FIELD> variable irrelevant
+        opts = ClientOptions.from_env(env, **field_values(flags))
     except ConfigError as exc:
         if exc.field in overlaid:
             raise _blame(exc, overlaid[exc.field]) from None

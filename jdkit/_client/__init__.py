@@ -111,7 +111,7 @@ class JobDistributor(TaskMethods, HealthMethods):
         self._owns_channel = True
         self.target = options.parsed_target()
         self.secure = options.resolved_tls() is not None
-        self._metadata = dict(options.metadata or {})
+        self._metadata: dict[str, Any] = dict(options.metadata or {})
         self.retry_policy = options.retry if options.retry is not None else RetryPolicy()
         self._wire = Wire(
             max_receive=options.max_receive_message_size,

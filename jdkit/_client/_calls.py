@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import betterproto2
 
@@ -64,7 +64,7 @@ class CallBase:
     """The part of `JobDistributor` the RPC methods call through."""
 
     target: Target
-    _metadata: dict[str, str]
+    _metadata: dict[str, Any]
     _unary_chain: UnaryNext
     _stream_chain: StreamNext
 

@@ -53,7 +53,8 @@ def connect(
 
     `options` and keyword overrides of its fields (`ClientOptions`) are the
     same whichever provider is picked; a keyword that is not an option is a
-    TypeError naming it.
+    TypeError naming it. With `$JD_GRPC_URL` the rest of the environment is
+    read too (`ClientOptions.from_env`), but every field given here wins.
     """
     opts = ClientOptions.of(options, **overrides)
     if url is not None:
@@ -61,15 +62,8 @@ def connect(
     if opts.target is not None:
         return RemoteProvider(opts)
     if os.environ.get(ENV_URL, "").strip():
-        # What the caller set (by keyword, or away from the default in their
-        # object) wins over the environment.
-        given = dict(overrides)
-        if options is not None:
-            default = ClientOptions()
-            given = {
-                f: getattr(options, f)
-                for f in ClientOptions.names()
-                if getattr(options, f) != getattr(default, f)
-            } | given
+        # What the caller gave (by keyword or in their object, even a default)
+        # wins over the environment; its variables are then not read at all.
+        given = {k: v for k, v in opts.given().items() if k != "target"}
         return RemoteProvider(ClientOptions.from_env(**given))
     return EmbeddedProvider(opts)

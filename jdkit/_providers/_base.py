@@ -41,7 +41,7 @@ class Provider:
 
     name: str = "provider"
 
-    def __init__(self, options: ClientOptions | None = None, /, **overrides: Any) -> None:
+    def __init__(self, options: ClientOptions | None = None, **overrides: Any) -> None:
         self.options = ClientOptions.of(options, **overrides)
         self._client: JobDistributor | None = None
         self._real: JobDistributor | None = None
@@ -87,6 +87,11 @@ class Provider:
                         self._client = self._real.with_dry_run(None if dry is True else dry)
                 except BaseException:
                     with anyio.CancelScope(shield=True):
+                        # e.g. min_version not met: the channel is open already
+                        real, self._real, self._client = self._real, None, None
+                        if real is not None:
+                            with contextlib.suppress(Exception):
+                                await real.aclose()
                         await self._stop()
                     raise
             return self._client

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from jdkit._exceptions import ConfigError
 from jdkit._options import ClientOptions
 from jdkit._providers._base import Provider
 
@@ -20,10 +21,12 @@ class EmbeddedProvider(Provider):
     `provider.server` is the running `jdkit.server.EmbeddedJD`, for playing
     the node's part (approve / reject / cancel proposals, connect nodes, add
     chain configs). Client options are a `ClientOptions` and/or its fields as
-    keywords, as for every provider; bearer tokens may flow in plaintext here
-    unless `allow_insecure_auth=False` is given: the channel never leaves
-    loopback. `server_options` go to `EmbeddedJD.start` (`auth=`, `ssl=`, and
-    `client_tls=` for the client's side of a TLS server).
+    keywords, as for every provider, but for what this JD cannot serve (a
+    `ConfigError`): `target` (it is this JD's) and `tls` unless
+    `server_options` has `ssl=` (it serves plaintext). Bearer tokens may flow
+    in plaintext here unless `allow_insecure_auth=False` is given: the channel
+    never leaves loopback. `server_options` go to `EmbeddedJD.start`
+    (`auth=`, `ssl=`, and `client_tls=` for the client's side of a TLS server).
     """
 
     name = "embedded"
@@ -31,7 +34,6 @@ class EmbeddedProvider(Provider):
     def __init__(
         self,
         options: ClientOptions | None = None,
-        /,
         *,
         db: str | os.PathLike[str] = ":memory:",
         host: str = "127.0.0.1",
@@ -42,6 +44,19 @@ class EmbeddedProvider(Provider):
         super().__init__(options, **overrides)
         self.db, self.host, self.port = os.fspath(db), host, port
         self.server_options = dict(server_options or {})
+        # Options this JD cannot serve are refused, not silently ignored.
+        if self.options.target is not None:
+            raise ConfigError(
+                "target",
+                f"{self.options.target!r} given, but EmbeddedProvider starts its own JD and "
+                "connects to it; for a JD elsewhere use RemoteProvider or jdkit.connect(url)",
+            )
+        if self.options.tls not in (None, False) and "ssl" not in self.server_options:
+            raise ConfigError(
+                "tls",
+                "the embedded JD serves plaintext; for TLS give it a certificate with "
+                "server_options={'ssl': ..., 'client_tls': TLSConfig(...)}",
+            )
         self._server: EmbeddedJD | None = None
 
     @property

@@ -34,6 +34,7 @@ class RemoteConfig(ClientOptions):
         if url is not None or "url" in options:
             options["target"] = options.pop("url", url)
         super().__init__(**options)
+        object.__setattr__(self, "_given", frozenset(options))
         if self.target is None:
             ClientOptions.parsed_target(self)  # ConfigError("target", "is not set; ...")
 
@@ -58,7 +59,7 @@ class RemoteProvider(Provider):
 
     name = "remote"
 
-    def __init__(self, options: ClientOptions | str | None = None, /, **overrides: Any) -> None:
+    def __init__(self, options: ClientOptions | str | None = None, **overrides: Any) -> None:
         if isinstance(options, str):
             overrides.setdefault("target", options)
             options = None
@@ -73,7 +74,7 @@ class RemoteProvider(Provider):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> RemoteProvider:
         """A provider for `ClientOptions.from_env(env)` with `overrides` applied."""
-        return cls(_remote_options(ClientOptions.from_env(env).replace(**overrides)))
+        return cls(_remote_options(ClientOptions.from_env(env, **overrides)))
 
     async def _start(self) -> JobDistributor:
         assert self.options.target is not None

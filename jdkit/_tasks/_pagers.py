@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Unpack
 
+from jdkit._exceptions import ConfigError
 from jdkit.pb import job, node
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ async def iter_nodes(
 ) -> AsyncIterator[node.Node]:
     """Every node matching `base`'s filter, `page_size` at a time."""
     if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
-        raise ValueError(f"page_size must be a positive int, got {page_size!r}")
+        raise ConfigError("page_size", f"must be a positive int, got {page_size!r}")
     seen: set[str] = set()
     page = 1
     while True:

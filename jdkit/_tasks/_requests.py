@@ -18,6 +18,7 @@ from typing import Concatenate, ParamSpec, TypeAlias, TypeVar
 import betterproto2
 
 from jdkit import selectors as _selectors
+from jdkit._exceptions import ConfigError
 from jdkit.pb import job, label, node
 
 #: What a `selector=` keyword accepts: selector text (`"env=dev, !canary"`), a
@@ -135,6 +136,11 @@ def list_nodes(
         if enabled
         else node.EnableState.DISABLED
     )
+    for name, value in (("page_size", page_size), ("page", page)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise ConfigError(name, f"must be a whole number >= 0 or None, got {value!r}")
     flt = node.ListNodesRequestFilter(
         ids=id_list("ids", ids),
         enabled=state,

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 import pytest
 
 from jdkit._client import JobDistributor
+from jdkit._options import ClientOptions
 from jdkit.testing._any_loop import any_loop_client
 from jdkit.testing._factories import Scope
 from jdkit.testing._threaded import ThreadedProvider
@@ -48,7 +49,11 @@ def docker_engine_problem(docker_host: str | None = None) -> str | None:
 
 
 def jd_docker_factory(
-    scope: Scope = "session", *, opt_in: bool = True, **docker_options: Any
+    scope: Scope = "session",
+    *,
+    opt_in: bool = True,
+    options: ClientOptions | None = None,
+    **docker_options: Any,
 ) -> Callable[..., Any]:
     """A fixture yielding a client for a JD + Postgres in Docker (`DockerProvider`).
 
@@ -56,9 +61,14 @@ def jd_docker_factory(
     `--jd-docker` or the test is marked `@pytest.mark.jd_docker`; otherwise the
     plugin skips it, saying how to opt in. Without a Docker engine it skips with the
     reason, unless the environment variable CI is set: then it fails, so CI
-    cannot pass by skipping. `docker_options` go to `DockerProvider`
-    (`DockerConfig` fields and `ClientOptions` fields alike).
+    cannot pass by skipping. `options` and `docker_options` go to
+    `DockerProvider` (`DockerConfig` fields and `ClientOptions` fields alike),
+    checked now, when the fixture is defined, not when a test runs.
     """
+    from jdkit._providers._docker import DockerProvider
+
+    if options is not None or docker_options:  # a mistake fails here (no engine needed)
+        DockerProvider(options=options, **docker_options)
 
     def _jd_docker() -> Iterator[JobDistributor]:
         problem = docker_engine_problem(docker_options.get("docker_host"))
@@ -66,9 +76,7 @@ def jd_docker_factory(
             if os.environ.get("CI"):
                 pytest.fail(f"jd_docker: {problem} (CI is set, so this is not skipped)")
             pytest.skip(f"jd_docker: {problem}")
-        from jdkit._providers._docker import DockerProvider
-
-        started = ThreadedProvider(DockerProvider(**docker_options))
+        started = ThreadedProvider(DockerProvider(options=options, **docker_options))
         opts = started.provider.options.replace(target=started.address)
         client, channel = any_loop_client(options=opts)
         client.provider = started.provider  # type: ignore[attr-defined]

@@ -149,13 +149,15 @@ def jd_remote_factory(
     *,
     env: Mapping[str, str] | None = None,
     skip_without_url: bool = True,
+    options: ClientOptions | None = None,
     **client_options: Any,
 ) -> Callable[..., Any]:
     """A fixture yielding a client for the JD that `ClientOptions.from_env()` names
-    (JD_GRPC_URL, JD_TLS*, token variables), with `client_options` (e.g.
-    `dry_run=True`) applied over them. Without JD_GRPC_URL the tests that use
-    it skip (`skip_without_url=False`: fail instead)."""
-    ClientOptions.of(**client_options)  # a bad option fails now, not in a test
+    (JD_GRPC_URL, JD_TLS*, token variables, `JD_<FIELD>`), with `options` and
+    the other keywords (`ClientOptions`, e.g. `dry_run=True`; checked now, not
+    when a test runs) winning over the environment. Without JD_GRPC_URL the
+    tests that use it skip (`skip_without_url=False`: fail instead)."""
+    given = ClientOptions.of(options, **client_options).given()
 
     def _jd_remote() -> Iterator[JobDistributor]:
         environ = os.environ if env is None else env
@@ -163,7 +165,7 @@ def jd_remote_factory(
             if skip_without_url:
                 pytest.skip("JD_GRPC_URL is not set: no remote JD to test against")
             raise ConfigError("JD_GRPC_URL", "is not set: no remote JD to test against")
-        opts = ClientOptions.from_env(environ, **client_options)
+        opts = ClientOptions.from_env(environ, **given)
         client, channel = any_loop_client(options=opts)
         try:
             yield client

@@ -124,8 +124,9 @@ def test_docker_provider_takes_client_options_beside_its_config() -> None:
     provider = jdkit.DockerProvider(timeout=7, ready_timeout=5, metadata={"a": "b"})
     assert provider.options.timeout == 7 and provider.config.ready_timeout == 5
     assert provider.options.metadata == {"a": "b"}
-    # without a timeout, DockerConfig.call_timeout stays the client's default deadline
-    assert jdkit.DockerProvider(call_timeout=9).options.timeout == 9
+    # the deprecated DockerConfig.call_timeout still sets the deadline, with a warning
+    with pytest.warns(DeprecationWarning, match="call_timeout"):
+        assert jdkit.DockerProvider(call_timeout=9).options.timeout == 9
     with pytest.raises(TypeError):
         jdkit.DockerProvider(bogus=1)
 

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from grpc import aio
 
-from jdkit import JobDistributor
+from jdkit import ConfigError, JobDistributor
 from jdkit.pb import node
 from tests.helpers.grpcio import stubs
 from tests.helpers.server_fixtures import add_node, lbl, propose, served
@@ -99,8 +99,13 @@ async def test_embedded_jd_pages_with_filters() -> None:
         assert len(dev) == len(set(dev)) == 11
         everything = [n.id async for n in jd.iter_nodes(page_size=5)]
         assert len(set(everything)) == 23
-        with pytest.raises(ValueError, match="page_size"):
-            await _ids(jd.iter_nodes(page_size=0))
+        for bad in (0, -1, True, 2.5):
+            with pytest.raises(ConfigError) as info:
+                await _ids(jd.iter_nodes(page_size=bad))  # type: ignore[arg-type]
+            assert info.value.field == "page_size"
+        with pytest.raises(ConfigError) as info:
+            await jd.list_nodes(page_size=-1)
+        assert info.value.field == "page_size"
 
 
 async def test_iter_jobs_and_proposals_chunk_long_id_lists(monkeypatch) -> None:  # type: ignore[no-untyped-def]

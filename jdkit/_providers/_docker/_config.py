@@ -13,11 +13,14 @@ import math
 import os
 import re
 import secrets
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 from jdkit._exceptions import ConfigError, JDError
+from jdkit._options import ClientOptions
 from jdkit._redact import scrub
 
 ENV_JD_IMAGE = "CTF_JD_IMAGE"
@@ -74,7 +77,7 @@ class DockerConfig:
     | `grpc_port`, `node_rpc_port`, `healthz_port` | JD's ports inside its container |
     | `check_healthz` | True: readiness also needs `GET /healthz` to answer 200 |
     | `fast_postgres` | True: fsync off and a tmpfs data directory (test data only) |
-    | `call_timeout` | the returned client's default per-call deadline (30 s) |
+    | `call_timeout` | deprecated: give `DockerProvider` the `ClientOptions` field `timeout` |
     | `log_tail` | lines of each container's log put into errors (50) |
     """
 
@@ -97,7 +100,7 @@ class DockerConfig:
     healthz_port: int = 8081
     check_healthz: bool = True
     fast_postgres: bool = True
-    call_timeout: float | None = 30.0
+    call_timeout: float | None = None  # deprecated: ClientOptions.timeout
     log_tail: int = 50
 
     def __post_init__(self) -> None:
@@ -144,6 +147,13 @@ class DockerConfig:
         ):
             raise ConfigError(
                 "call_timeout", f"must be positive seconds or None, got {self.call_timeout!r}"
+            )
+        if self.call_timeout is not None:
+            warnings.warn(
+                "DockerConfig.call_timeout is deprecated: pass timeout= (a ClientOptions field) "
+                "to DockerProvider, as for every provider",
+                DeprecationWarning,
+                stacklevel=3,
             )
         for name in ("reuse", "build_images", "check_healthz", "fast_postgres"):
             if not isinstance(getattr(self, name), bool):
@@ -233,6 +243,49 @@ class DockerConfig:
             )
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def provider_options(
+    config: DockerConfig | ClientOptions | None,
+    options: ClientOptions | None,
+    overrides: dict[str, Any],
+) -> tuple[DockerConfig, ClientOptions]:
+    """`DockerProvider`'s arguments as (config, client options): keywords go to
+    whichever of the two has the field; neither is a TypeError naming it."""
+    if isinstance(config, ClientOptions):
+        if options is not None:
+            raise TypeError("DockerProvider got ClientOptions twice: first and as options=")
+        config, options = None, config
+    if config is not None and not isinstance(config, DockerConfig):
+        raise TypeError(
+            f"DockerProvider takes a DockerConfig (or ClientOptions) first, "
+            f"got {type(config).__name__}"
+        )
+    client_names = set(ClientOptions.names())
+    docker_names = {f.name for f in dataclasses.fields(DockerConfig)}
+    unknown = sorted(set(overrides) - client_names - docker_names)
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))}: neither ClientOptions nor "
+            f"DockerConfig fields; ClientOptions has {', '.join(sorted(client_names))}; "
+            f"DockerConfig has {', '.join(sorted(docker_names))}"
+        )
+    client = {k: overrides.pop(k) for k in list(overrides) if k in client_names}
+    opts = ClientOptions.of(options, **client)
+    if config is None:
+        config = DockerConfig(**overrides)
+    elif overrides:
+        config = dataclasses.replace(config, **overrides)
+    if config.call_timeout is not None:  # the deprecated spelling of `timeout`
+        given = opts.given()
+        if "timeout" in given and given["timeout"] != config.call_timeout:
+            raise ConfigError(
+                "call_timeout",
+                f"{config.call_timeout!r} conflicts with timeout={given['timeout']!r}; "
+                "call_timeout is deprecated: give timeout only",
+            )
+        opts = opts.replace(timeout=config.call_timeout)
+    return config, opts
 
 
 def _looks_secret(key: str) -> bool:

@@ -46,7 +46,6 @@ Images, set-up and the Postgres contract: docker/README.md.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import uuid
@@ -57,7 +56,13 @@ import anyio
 from jdkit._options import ClientOptions
 from jdkit._providers._base import Provider
 from jdkit._providers._docker import _images
-from jdkit._providers._docker._config import PG_ALIAS, PG_PORT, DockerConfig, DockerProviderError
+from jdkit._providers._docker._config import (
+    PG_ALIAS,
+    PG_PORT,
+    DockerConfig,
+    DockerProviderError,
+    provider_options,
+)
 from jdkit._providers._docker._probe import JD_POLL_MAX, PG_POLL_MAX, HealthProbe, exited
 from jdkit._providers._docker._sweep import (
     _REUSED,
@@ -82,29 +87,21 @@ class DockerProvider(Provider):
 
     `config` (and keywords naming `DockerConfig` fields) say how to run the
     containers; `options` (and keywords naming `ClientOptions` fields) how
-    the client talks to the JD, as for every provider. The client's default
-    deadline is `DockerConfig.call_timeout` unless `timeout` is given.
+    the client talks to the JD, as for every provider (a `ClientOptions`
+    given first is `options`); any other keyword is a TypeError naming it.
     """
 
     name = "docker"
 
     def __init__(
         self,
-        config: DockerConfig | None = None,
+        config: DockerConfig | ClientOptions | None = None,
         *,
         options: ClientOptions | None = None,
         **overrides: Any,
     ) -> None:
-        client_names = set(ClientOptions.names())
-        client = {k: overrides.pop(k) for k in list(overrides) if k in client_names}
-        super().__init__(options, **client)
-        if config is None:
-            config = DockerConfig(**overrides)
-        elif overrides:
-            config = dataclasses.replace(config, **overrides)
-        self.config = config
-        if options is None and "timeout" not in client:
-            self.options = self.options.replace(timeout=config.call_timeout)
+        self.config, opts = provider_options(config, options, overrides)
+        super().__init__(opts)
         self._docker: Docker | None = None
         self._run: _Run | None = None
         self._keep = False

@@ -118,11 +118,13 @@ class ClientOptions:
         default=None,
         metadata={"text": parse_retry, "help": "attempts per call (off or 1: no retries)"},
     )
-    auth: TokenSource | TokenManager | None = None
+    # Fields holding the caller's objects (which may not be hashable) are left
+    # out of the hash, so any options can be hashed; equality still compares them.
+    auth: TokenSource | TokenManager | None = field(default=None, hash=False)
     allow_insecure_auth: bool | None = field(
         default=None, metadata={"help": "send tokens over plaintext (local testing only)"}
     )
-    interceptors: Sequence[Interceptor] = ()
+    interceptors: Sequence[Interceptor] = field(default=(), hash=False)
     metadata: Mapping[str, str | bytes] | None = field(
         default=None,
         repr=False,
@@ -132,7 +134,7 @@ class ClientOptions:
             "help": "sent with every call (repeat the flag; comma-separate in the variable)",
         },
     )
-    dry_run: bool | Journal = field(default=False, metadata={"text": None})
+    dry_run: bool | Journal = field(default=False, hash=False, metadata={"text": None})
     max_receive_message_size: int | None = field(
         default=DEFAULT_MAX_RECEIVE,
         metadata={"help": "largest reply read, in bytes (e.g. 16MiB; none: no limit)"},
@@ -152,6 +154,7 @@ class ClientOptions:
     )
     tracing: Any = field(
         default=False,
+        hash=False,
         metadata={"text": parse_flag, "help": "one OpenTelemetry span per call (jdkit[otel])"},
     )
     compression: str | None = field(

@@ -54,7 +54,7 @@ class CallOptions(TypedDict, total=False):
 
     timeout: float | None
     retry: RetryPolicy
-    metadata: Mapping[str, str]
+    metadata: Mapping[str, str | bytes]
 
 
 _OPTION_NAMES = frozenset(CallOptions.__annotations__)

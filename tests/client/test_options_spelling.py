@@ -180,6 +180,7 @@ def test_metadata_is_read_only_and_options_hashable() -> None:
     with pytest.raises(TypeError):
         opts.metadata["x"] = "y"  # type: ignore[index]
     assert hash(opts) == hash(ClientOptions(metadata={"a": "b"}))
+    hash(ClientOptions(dry_run=jdkit.Journal(), interceptors=[jdkit.Interceptor()]))
     assert opts.metadata == {"a": "b"} and dict(opts.metadata) == {"a": "b"}
     assert "s3cret" not in repr(ClientOptions(metadata={"authorization": "s3cret"}).metadata)
 

@@ -42,6 +42,7 @@ from jdkit._client._health import HealthMethods, ServingStatus
 from jdkit._client._task_methods import TaskMethods
 from jdkit._exceptions import (
     ClientClosedError,
+    ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
     ProtocolError,
@@ -209,17 +210,59 @@ class JobDistributor(TaskMethods, HealthMethods):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    def with_dry_run(self, journal: Journal | None = None) -> JobDistributor:
-        """A dry-run view of this client: same channel and options, writes journaled.
+    def with_dry_run(
+        self,
+        journal: Journal | None = None,
+        *,
+        options: ClientOptions | None = None,
+        **keywords: Any,
+    ) -> JobDistributor:
+        """A dry-run view of this client: same channel, writes journaled, never sent.
 
-        Closing the view leaves this client open.
+        Writes go into `journal` (default: a new `Journal`; a `dry_run=`
+        Journal in `options` or the keywords is the same). The view's options
+        are this client's, or `options` (a `ClientOptions`), with keyword
+        overrides of its fields, as at every entry point:
+        `jd.with_dry_run(timeout=5, interceptors=[audit])`. The view shares
+        this client's channel, so the fields a channel is made of
+        (`target`, `tls`, `keepalive_time`, `keepalive_timeout`) must be
+        this client's: another value is a `ConfigError` naming the field
+        (an `options` without a target means this client's); connect a
+        second client with `dry_run=True` for another server. Closing the
+        view leaves this client open.
         """
         from jdkit._dryrun import Journal
 
-        view = JobDistributor(
-            self._channel,
-            self.options.replace(dry_run=journal if journal is not None else Journal()),
-        )
+        opts = ClientOptions.of(options if options is not None else self.options, **keywords)
+        if opts.target is None:
+            opts = opts.replace(target=self.options.target)
+        differ = [
+            name
+            for name, same in (
+                ("target", opts.parsed_target() == self.target),
+                ("tls", opts.resolved_tls() == self.options.resolved_tls()),
+                ("keepalive_time", opts.keepalive_time == self.options.keepalive_time),
+                ("keepalive_timeout", opts.keepalive_timeout == self.options.keepalive_timeout),
+            )
+            if not same
+        ]
+        if differ:
+            raise ConfigError(
+                differ[0],
+                f"a dry-run view shares this client's channel ({self.target}), so "
+                f"{', '.join(differ)} cannot differ from the client's; connect another "
+                "client with dry_run=True for another channel",
+            )
+        if keywords.get("dry_run", True) is False:
+            raise ConfigError("dry_run", "a dry-run view always journals its writes")
+        given = opts.dry_run if options is not None or "dry_run" in keywords else None
+        if isinstance(given, Journal):
+            if journal is not None and given is not journal:
+                raise ConfigError("dry_run", "two journals given (journal and dry_run)")
+            journal = given
+        if journal is None:
+            journal = Journal()
+        view = JobDistributor(self._channel, opts.replace(dry_run=journal))
         view._owns_channel = False
         view._parent = self
         view._loop = self._loop

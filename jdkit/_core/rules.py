@@ -163,6 +163,14 @@ async def _job(view: StateView, job_id: str) -> Job:
 # ------------------------------------------------------------------- nodes
 
 
+def no_node(node_id: str, public_key: str | None) -> NotFoundError:
+    """GetNode's answer when no node has this id and/or public key."""
+    what = f"id {node_id!r}" if node_id else f"public_key {public_key!r}"
+    if node_id and public_key:
+        what += f" and public_key {public_key!r}"
+    return NotFoundError(f"no node with {what}")
+
+
 async def register_node(
     view: StateView, name: str, public_key: str, labels: Sequence[Label]
 ) -> NewNode:

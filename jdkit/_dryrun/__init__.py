@@ -10,7 +10,8 @@ registers a node and then proposes to it by selector can be planned end to end.
 
 - `_journal`: `Journal`, `JournalEntry`, the plan's text;
 - `_overlay`: the planned state and its merge with the server's (`_View`);
-- `_interceptor`: `DryRunInterceptor`, one answer per write RPC and per read.
+- `_interceptor`: `DryRunInterceptor`, one answer per write RPC;
+- `_reads`: the reads planned writes change, merged and paged as the server does.
 """
 
 from jdkit import _exports

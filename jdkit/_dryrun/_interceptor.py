@@ -1,6 +1,6 @@
 """The dry-run interceptor: answers writes from the shared rulebook
-(`jdkit._core.rules`) and records them in the journal; merges the planned
-writes into reads."""
+(`jdkit._core.rules`) and records them in the journal; reads get the
+planned writes merged in (`_reads`)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 from jdkit._core import rules
-from jdkit._core.match import (
-    check_paging,
-    job_matches,
-    node_matches,
-    paginate,
-    proposal_matches,
-)
 from jdkit._dryrun._journal import Journal, JournalEntry
-from jdkit._dryrun._overlay import Overlay, _copy, _merged, _Reader, _to_labels, _View
-from jdkit._exceptions import NotFoundError, RPCError, error_for_status
+from jdkit._dryrun._overlay import Overlay, _copy, _Reader, _to_labels, _View
+from jdkit._dryrun._reads import READS
+from jdkit._exceptions import RPCError, error_for_status
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
 from jdkit.pb import job, node, probation, protobuf
 
@@ -30,6 +24,8 @@ class DryRunInterceptor(Interceptor):
     Each answer is what JD would say given the current state plus this dry
     run's own earlier writes: the same validation and refusals in the same
     order, the revision JD would assign. Nothing is ever sent for a write.
+    Writes are decided one at a time per journal (its lock is held from the
+    first read to the planned change), as JD decides each in a transaction.
     """
 
     def __init__(self, journal: Journal) -> None:
@@ -42,16 +38,17 @@ class DryRunInterceptor(Interceptor):
     async def unary(self, call: Call, proceed: UnaryNext) -> Message:
         name = call.method.name
         if not call.method.write:
-            merge = getattr(self, "_read_" + name, None)
+            merge = READS.get(name)
             if merge is None:
                 return await proceed(call)
-            return await self._answer(call, merge(call, _Reader(call, proceed)))
+            return await self._answer(call, merge(self._o, call.request, _Reader(call, proceed)))
         synth = getattr(self, "_" + name, None)
         assert synth is not None, f"no dry-run answer for {call.method.path}"
-        response = await self._answer(call, synth(call.request, _View(self._o, call, proceed)))
-        self.journal.entries.append(
-            JournalEntry(call.method.path, call.request, response, datetime.now(UTC))
-        )
+        async with self.journal._write_lock():
+            response = await self._answer(call, synth(call.request, _View(self._o, call, proceed)))
+            self.journal.entries.append(
+                JournalEntry(call.method.path, call.request, response, datetime.now(UTC))
+            )
         return response
 
     @staticmethod
@@ -65,7 +62,9 @@ class DryRunInterceptor(Interceptor):
             raise error_for_status(exc.code, exc.message, method=call.method.path) from exc
 
     def _new_id(self, kind: str) -> str:
-        return self.journal.new_id(kind)
+        new = self.journal.new_id(kind)
+        self._o.created.add(new)
+        return new
 
     # ------------------------------------------------------------ nodes
 
@@ -194,9 +193,11 @@ class DryRunInterceptor(Interceptor):
         self, r: probation.CreateRollbackPolicyRequest, view: _View
     ) -> Message:
         text = rules.create_policy(r.policy)
+        new = self._o.next_policy_id(await view.server_policy_ids())
+        self._o.created.add(new)
         now = datetime.now(UTC)
         pol = probation.RollbackPolicy(
-            id=self._new_id("policy"),
+            id=new,
             policy=protobuf.Struct.from_dict(json.loads(text)),
             created_at=now,
             updated_at=now,
@@ -213,103 +214,3 @@ class DryRunInterceptor(Interceptor):
         pol.updated_at = datetime.now(UTC)
         self._o.policies[pol.id] = pol
         return probation.UpdateRollbackPolicyResponse(rollback_policy=_copy(pol))
-
-    # ------------------------------------------- reads see planned writes
-
-    async def _read_GetNode(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, node.GetNodeRequest)
-        if not self._o.nodes:
-            return await read.same()
-        try:
-            got = await read.same()
-            assert isinstance(got, node.GetNodeResponse)
-            found = [got.node] if got.node and got.node.id not in self._o.nodes else []
-            missing: RPCError = NotFoundError(f"no node with id {r.id!r}")
-        except NotFoundError as exc:
-            found, missing = [], exc
-        key = (r.public_key or "").lower()
-        for n in [*self._o.nodes.values(), *found]:
-            if (not r.id or n.id == r.id) and (not key or n.public_key == key):
-                return node.GetNodeResponse(node=_copy(n))
-        raise missing
-
-    async def _read_ListNodes(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, node.ListNodesRequest)
-        if not self._o.nodes:
-            return await read.same()
-        check_paging(r.page_size, r.page)
-        flt = r.filter or node.ListNodesRequestFilter()
-        got = await read("ListNodes", node.ListNodesRequest(filter=flt))
-        assert isinstance(got, node.ListNodesResponse)
-        nodes = _merged(got.nodes, self._o.nodes, lambda n: node_matches(flt, n))
-        return node.ListNodesResponse(
-            nodes=paginate(nodes, r.page_size, r.page), total_count=len(nodes)
-        )
-
-    async def _read_GetJob(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, job.GetJobRequest)
-        if r.id in self._o.jobs:
-            return job.GetJobResponse(job=_copy(self._o.jobs[r.id]))
-        return await read.same()
-
-    async def _read_ListJobs(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, job.ListJobsRequest)
-        got = await read.same()
-        if not self._o.jobs:
-            return got
-        assert isinstance(got, job.ListJobsResponse)
-        flt = r.filter or job.ListJobsRequestFilter()
-        return job.ListJobsResponse(
-            jobs=_merged(got.jobs, self._o.jobs, lambda j: job_matches(flt, j))
-        )
-
-    async def _read_GetProposal(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, job.GetProposalRequest)
-        if r.id in self._o.proposals:
-            return job.GetProposalResponse(proposal=_copy(self._o.proposals[r.id]))
-        return await read.same()
-
-    async def _read_ListProposals(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, job.ListProposalsRequest)
-        got = await read.same()
-        if not self._o.proposals:
-            return got
-        assert isinstance(got, job.ListProposalsResponse)
-        ids = r.filter.ids if r.filter else []
-        job_ids = r.filter.job_ids if r.filter else []
-        return job.ListProposalsResponse(
-            proposals=_merged(
-                got.proposals, self._o.proposals, lambda p: proposal_matches(ids, job_ids, p)
-            )
-        )
-
-    async def _read_GetRollbackPolicy(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, probation.GetRollbackPolicyRequest)
-        if r.id in self._o.policies:
-            pol = _copy(self._o.policies[r.id])
-            return probation.GetRollbackPolicyResponse(rollback_policy=pol)
-        return await read.same()
-
-    async def _read_ListRollbackPolicies(self, call: Call, read: _Reader) -> Message:
-        r = call.request
-        assert isinstance(r, probation.ListRollbackPoliciesRequest)
-        got = await read.same()
-        if not self._o.policies:
-            return got
-        assert isinstance(got, probation.ListRollbackPoliciesResponse)
-        ids = r.filter.ids if r.filter else []
-        return probation.ListRollbackPoliciesResponse(
-            rollback_policies=_merged(
-                got.rollback_policies,
-                self._o.policies,
-                lambda p: not ids or p.id in ids,
-                key=lambda p: (int(p.id), ""),
-            )
-        )

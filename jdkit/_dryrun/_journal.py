@@ -3,6 +3,7 @@ it renders for a deployment script to print before doing it for real."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import Iterator
@@ -41,12 +42,20 @@ class JournalEntry:
 
 @dataclass
 class Journal:
-    """The writes a dry run would have made, in order."""
+    """The writes a dry run would have made, in order.
+
+    Writes through one journal are decided one at a time (reads, rules,
+    planned change), as JD decides each in its own transaction, so
+    concurrent writes (`asyncio.gather`) get the answers JD would give them
+    in the order they arrived.
+    """
 
     entries: list[JournalEntry] = field(default_factory=list)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     #: What this dry run's writes would have made the state: later writes and reads see it.
     _overlay: Overlay = field(default_factory=lambda: Overlay(), repr=False)
+    _lock: asyncio.Lock | None = field(default=None, repr=False, compare=False)
+    _lock_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -59,6 +68,14 @@ class Journal:
 
     def new_id(self, kind: str) -> str:
         return f"{_PREFIX}{kind}_{next(self._ids)}"
+
+    def _write_lock(self) -> asyncio.Lock:
+        """The lock each write holds from its first read to its planned change
+        (one per event loop: an asyncio.Lock belongs to the loop it waited in)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
 
     def clear(self) -> None:
         self.entries.clear()

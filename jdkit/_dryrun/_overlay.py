@@ -4,6 +4,10 @@ it is merged with the server's.
 `Overlay` holds the planned objects; `_View` is the rulebook's `StateView`
 over the server's state (read through the rest of the chain) with them
 applied; `_merged` applies them to a server's list answer.
+
+Copies: a planned object is copied (with the fast codec) whenever it leaves
+the overlay, so a caller mutating an answer cannot change the plan; the
+server's objects are fresh from its reply and are passed on as they are.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeAlias, TypeVar, cast
 
-from jdkit._core.validate import LabelPairs
+from jdkit._codec import decode, encode
+from jdkit._core.validate import LabelPairs, policy_num
 from jdkit._exceptions import NotFoundError
 from jdkit._interceptors import Call, Message, UnaryNext
 from jdkit._methods import METHODS
@@ -24,14 +29,38 @@ _PREFIX = "dryrun_"
 
 @dataclass
 class Overlay:
-    """Objects as this dry run's writes left them, by id: new ones (ids with
-    the `dryrun_` prefix, in the order planned) and changed copies of the
-    server's. An object here hides the server's version of it."""
+    """Objects as this dry run's writes left them, by id: new ones (their ids
+    in `created`, in the order planned) and changed copies of the server's.
+    An object here hides the server's version of it.
+
+    New nodes, jobs and proposals get ids with the `dryrun_` prefix. New
+    rollback policies get the decimal ids JD would give them (jobs name a
+    policy by an int64, so a script must be able to pass the id on): one
+    above the highest id the server listed when the policy was planned, or
+    this dry run planned before, whichever is higher. That is what the
+    embedded JD would assign if nothing else created a policy meanwhile, and
+    it never names a policy that existed when it was planned; should another
+    writer create that id later, the planned policy hides it in this run.
+    """
 
     nodes: dict[str, node.Node] = field(default_factory=dict)
     jobs: dict[str, job.Job] = field(default_factory=dict)
     proposals: dict[str, job.Proposal] = field(default_factory=dict)
     policies: dict[str, probation.RollbackPolicy] = field(default_factory=dict)
+    created: set[str] = field(default_factory=set)
+
+    def changed_nodes(self) -> list[node.Node]:
+        """The server's nodes this dry run changed, as it left them."""
+        return [n for i, n in self.nodes.items() if i not in self.created]
+
+    def new_nodes(self) -> list[node.Node]:
+        """The nodes this dry run registered, in the order planned."""
+        return [n for i, n in self.nodes.items() if i in self.created]
+
+    def next_policy_id(self, server_ids: Sequence[str]) -> str:
+        """The id JD would give a new policy (see the class docstring)."""
+        known = [policy_num(i) for i in [*server_ids, *self.policies]]
+        return str(max((n for n in known if n is not None), default=0) + 1)
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -49,23 +78,38 @@ Obj = TypeVar("Obj", bound=_Identified)
 
 
 def _created(x: _Identified) -> tuple[Any, ...]:
+    """The server's list order of nodes, jobs and proposals: ORDER BY created_at, id."""
     return (x.created_at or _EPOCH, x.id)
+
+
+def _policy_order(x: _Identified) -> tuple[Any, ...]:
+    """The server's list order of rollback policies: ORDER BY id (a number)."""
+    return (policy_num(x.id) or 0, x.id)
 
 
 def _merged(
     server: list[Obj],
     planned: dict[str, Obj],
+    created: set[str],
     keep: Callable[[Obj], bool],
     key: Callable[[Obj], tuple[Any, ...]] = _created,
 ) -> list[Obj]:
-    """The server's answer with this dry run's objects applied: changed
-    copies replace (or drop) the server's, in the server's order; new ones
-    follow in the order they were planned."""
+    """The server's list answer with this dry run's objects applied.
+
+    Order: first the server's objects, a changed copy in place of (or, if it
+    no longer passes `keep`, instead of) the server's version, all sorted by
+    `key`, the server's own list order (`_created`: created_at then id;
+    `_policy_order`: numeric id), so an object keeps the place the server
+    gives it; then the new objects that pass `keep`, in the order planned,
+    as the server would list them once the plan is carried out (created
+    after everything that exists). Planned objects are copies; the
+    server's are its own.
+    """
     existing = [x for x in server if x.id not in planned]
-    existing += [x for x in planned.values() if not x.id.startswith(_PREFIX) and keep(x)]
-    existing.sort(key=key)
-    new = [x for x in planned.values() if x.id.startswith(_PREFIX) and keep(x)]
-    return [cast(Obj, _copy(cast(Message, x))) for x in existing + new]
+    changed = [x for i, x in planned.items() if i not in created and keep(x)]
+    if changed:
+        existing = sorted([*existing, *map(_copy_obj, changed)], key=key)
+    return [*existing, *(_copy_obj(x) for i, x in planned.items() if i in created and keep(x))]
 
 
 def _to_labels(pairs: LabelPairs) -> list[label.Label]:
@@ -167,6 +211,12 @@ class _View:
         assert got is None or isinstance(got, probation.GetRollbackPolicyResponse)
         return got.rollback_policy if got is not None else None
 
+    async def server_policy_ids(self) -> list[str]:
+        """The ids of the server's rollback policies (not a rule's read: for new ids)."""
+        got = await self._read("ListRollbackPolicies", probation.ListRollbackPoliciesRequest())
+        assert isinstance(got, probation.ListRollbackPoliciesResponse)
+        return [p.id for p in got.rollback_policies]
+
 
 class _Reader:
     """Sends read RPCs down the rest of the chain, with the write's deadline."""
@@ -197,4 +247,9 @@ M = TypeVar("M", bound=Message)
 
 
 def _copy(message: M) -> M:
-    return type(message).parse(bytes(message))
+    """An independent copy (what `type(m).parse(bytes(m))` gives, ~10x faster)."""
+    return decode(type(message), encode(message))
+
+
+def _copy_obj(x: Obj) -> Obj:
+    return cast(Obj, _copy(cast(Message, x)))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from jdkit._core import rules
 from jdkit._core.match import check_enabled, check_paging, node_matches, page_offset, paginate
 from jdkit._core.validate import labels_json
-from jdkit._exceptions import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from jdkit._exceptions import AlreadyExistsError, InvalidArgumentError
 from jdkit._proto.api.label import Label
 from jdkit._proto.api.node.v1 import ChainConfig, EnableState, ListNodesRequestFilter, Node
 from jdkit._server._db import Database, IntegrityViolation
@@ -63,10 +63,7 @@ class Nodes:
                 f"SELECT {NODE_COLS} FROM jd_nodes WHERE {' AND '.join(where)}", params
             )
             if row is None:
-                what = f"id {node_id!r}" if node_id else f"public_key {public_key!r}"
-                if node_id and public_key:
-                    what += f" and public_key {public_key!r}"
-                raise NotFoundError(f"no node with {what}")
+                raise rules.no_node(node_id, public_key)
             return (await with_reports(tx, [to_node(row)]))[0]
 
     async def list_nodes(

@@ -46,6 +46,18 @@ from grpclib.exceptions import ProtocolError as _H2ProtocolError
 class JDError(Exception):
     """Base of every jdkit error."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without calling __init__, whose arguments a subclass chooses
+        # (ConfigError(field, problem)): so every error pickles, and crosses
+        # process boundaries (multiprocessing, pytest-xdist) with its fields.
+        return (_restore, (type(self), self.args), self.__dict__)
+
+
+def _restore(cls: type[JDError], args: tuple[Any, ...]) -> JDError:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    return exc
+
 
 class ConfigError(JDError, ValueError):
     """A configuration value is invalid; the message names the field."""

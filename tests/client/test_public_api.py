@@ -28,6 +28,9 @@ import types
 import typing
 
 import pytest
+from grpclib.const import Status
+
+from jdkit.pb import job
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PUBLIC = [
@@ -261,22 +264,37 @@ def _exception_classes() -> list[type[BaseException]]:
     ]
 
 
+def _sample(param: inspect.Parameter) -> object:
+    """A value for a constructor parameter, by its name or annotation's text."""
+    text = str(param.annotation)
+    if param.name == "target":  # ProposalWaitError's status
+        return job.ProposalStatus.APPROVED
+    if text.startswith("dict"):
+        return {}
+    if text.startswith("float"):
+        return 1.5
+    if text == "Status":
+        return Status.NOT_FOUND
+    return "boom"
+
+
 @pytest.mark.parametrize("cls", _exception_classes(), ids=lambda c: c.__name__)
 def test_exceptions_pickle_and_print_their_public_name(cls: type[BaseException]) -> None:
     try:
         params = list(inspect.signature(cls).parameters.values())
     except ValueError:  # Exception's own constructor
         params = []
-    required = [p.name for p in params if p.default is p.empty and p.kind is not p.VAR_POSITIONAL]
-    if required not in ([], ["message"]):  # a richer constructor: the class pickles
-        assert pickle.loads(pickle.dumps(cls)) is cls
-        return
-    exc = cls("boom")
+    args = [_sample(p) for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    kwargs = {
+        p.name: _sample(p) for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+    }
+    exc = cls(*(args or ["boom"]), **kwargs)
     line = traceback.format_exception_only(cls, exc)[-1]
     assert line.startswith(f"{cls.__module__}.{cls.__name__}: ")
     assert ".\x5f" not in line.split(":")[0]  # no private module in the traceback
     again = pickle.loads(pickle.dumps(exc))
     assert type(again) is cls and str(again) == str(exc)
+    assert vars(again).keys() == vars(exc).keys()
 
 
 # --- dir(), the reference, docstrings and signatures --------------------------

@@ -158,10 +158,6 @@ def __getattr__(name: str) -> object:
     return value
 
 
-def __dir__() -> list[str]:
-    return _exports.public_dir(globals())
-
-
 __all__ = [
     "METHODS",
     "WRITES",
@@ -233,4 +229,5 @@ __all__ = [
     "table",
 ]
 
-_exports.publish_all(globals())  # the names imported above; the others as they load
+# the names imported above (the others as they load); dir() lists __all__
+_exports.publish_all(globals())

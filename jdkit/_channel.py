@@ -158,5 +158,4 @@ def open_channel(
     )
 
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", TLSConfig)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

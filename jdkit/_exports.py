@@ -4,9 +4,10 @@ A class or function jdkit exports is defined in a private module
 (`ClientOptions` in `jdkit._options`), but `help()`, tracebacks, reprs and
 pickle name an object by its `__module__`: so each public module sets it to
 itself for the names it exports, as httpx does. The names `jdkit` loads on
-first use are published by the private module they come from, when it loads,
-because they reach users before any lookup through `jdkit` (`jdkit.connect()`
-returns an `EmbeddedProvider`, a pager raises `ProviderNotInitializedError`).
+first use (its `_LAZY` table) are published by the private module they come
+from, when it loads (`publish_lazy`), because they reach users before any
+lookup through `jdkit` (`jdkit.connect()` returns an `EmbeddedProvider`, a
+pager raises `ProviderNotInitializedError`).
 The first home wins: `show` is `jdkit.show` even when imported from
 `jdkit.display`.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Mapping
 from types import ModuleType
+from typing import Any
 
 
 def _movable(obj: object) -> bool:
@@ -45,10 +47,23 @@ def publish(home: str, *objects: object) -> None:
             obj.__module__ = home
 
 
-def publish_all(namespace: Mapping[str, object]) -> None:
-    """`publish` what the module of `namespace` lists in `__all__`, to itself."""
-    names: Iterable[str] = namespace.get("__all__", ())  # type: ignore[assignment]
+def publish_lazy(namespace: Mapping[str, object], target: str | None = None) -> None:
+    """`publish` to `jdkit` what `jdkit._LAZY` imports on first use from this
+    module, or from `target` (as `_LAZY` writes it: `._providers`) for the
+    names a module re-exports lazily."""
+    import jdkit
+
+    target = target or "." + str(namespace["__name__"]).removeprefix("jdkit.")
+    names = [n for n, where in jdkit._LAZY.items() if where == target]
+    publish("jdkit", *(namespace[n] for n in names if n in namespace))
+
+
+def publish_all(namespace: dict[str, Any]) -> None:
+    """`publish` what the module of `namespace` lists in `__all__`, to itself,
+    and give it a `__dir__` that lists only its public names (`public_dir`)."""
+    names: Iterable[str] = namespace.get("__all__", ())
     publish(str(namespace["__name__"]), *(namespace[n] for n in names if n in namespace))
+    namespace["__dir__"] = lambda: public_dir(namespace)
 
 
 def public_dir(namespace: Mapping[str, object]) -> list[str]:

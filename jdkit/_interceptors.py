@@ -115,5 +115,4 @@ def _bind_stream(icp: Interceptor, proceed: StreamNext) -> StreamNext:
     return step
 
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", Call, Interceptor)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

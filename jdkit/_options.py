@@ -359,5 +359,4 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 #: The fields read from text: `JD_<FIELD>` variables and the CLI's flags.
 TEXT_FIELDS = text_fields(dataclasses.fields(ClientOptions))
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", ClientOptions)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

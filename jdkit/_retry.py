@@ -207,5 +207,4 @@ class _Expiry:
         self.task.cancel()
 
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", RetryPolicy)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

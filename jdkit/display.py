@@ -19,8 +19,4 @@ from jdkit._display import Column, Detail, Table, show, table
 __all__ = ["Column", "Detail", "Table", "show", "table"]
 
 
-_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
-
-
-def __dir__() -> list[str]:
-    return _exports.public_dir(globals())
+_exports.publish_all(globals())  # help(), reprs, tracebacks name this module; dir()

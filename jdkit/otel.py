@@ -125,8 +125,4 @@ def _failed(span: Any, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, str(exc)[:200]))
 
 
-_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
-
-
-def __dir__() -> list[str]:
-    return _exports.public_dir(globals())
+_exports.publish_all(globals())  # help(), reprs, tracebacks name this module; dir()

@@ -184,8 +184,4 @@ def format_labels(labels: Iterable[label.Label]) -> str:
     return ", ".join(lb.key if lb.value is None else f"{lb.key}={lb.value}" for lb in labels)
 
 
-_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
-
-
-def __dir__() -> list[str]:
-    return _exports.public_dir(globals())
+_exports.publish_all(globals())  # help(), reprs, tracebacks name this module; dir()

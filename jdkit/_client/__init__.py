@@ -363,5 +363,4 @@ class JobDistributor(TaskMethods, HealthMethods):
             await self._version_check.verify()
 
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", CallOptions, JobDistributor)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

@@ -36,5 +36,5 @@ from jdkit._display._table import Detail, Table
 __all__ = ["Column", "Detail", "Table", "show", "table"]
 
 # their public homes (jdkit._exports), as they load: `jdkit.table()` returns a Table
-_exports.publish("jdkit", show, table)
+_exports.publish_lazy(globals())  # show, table: jdkit's
 _exports.publish("jdkit.display", Column, Detail, Table)

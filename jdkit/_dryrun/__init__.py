@@ -20,5 +20,4 @@ from jdkit._dryrun._journal import Journal, JournalEntry
 
 __all__ = ["DryRunInterceptor", "Journal", "JournalEntry"]
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", Journal, JournalEntry)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

@@ -78,13 +78,4 @@ def connect(
     return EmbeddedProvider(opts)
 
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish(
-    "jdkit",
-    EmbeddedProvider,
-    Provider,
-    ProviderNotInitializedError,
-    RemoteConfig,
-    RemoteProvider,
-    connect,
-)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

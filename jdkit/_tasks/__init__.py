@@ -24,5 +24,4 @@ from jdkit._tasks._waiters import ProposalWaitError
 
 __all__ = ["NodeRollout", "ProposalWaitError", "Rollout", "RolloutStatus"]
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish("jdkit", NodeRollout, ProposalWaitError, Rollout, RolloutStatus)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

@@ -31,16 +31,4 @@ __all__ = [
     "WsrpcTimeoutError",
 ]
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish(
-    "jdkit",
-    JDKeyMismatchError,
-    NodeAlreadyConnectedError,
-    NodeKeyRefusedError,
-    NodeProtocolError,
-    ReceivedProposal,
-    SimulatedFleet,
-    SimulatedNode,
-    WsrpcCallError,
-    WsrpcTimeoutError,
-)
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

@@ -49,8 +49,4 @@ __all__ = [
 ]
 
 
-_exports.publish_all(globals())  # help(), reprs and tracebacks name this module
-
-
-def __dir__() -> list[str]:
-    return _exports.public_dir(globals())
+_exports.publish_all(globals())  # help(), reprs, tracebacks name this module; dir()

@@ -51,7 +51,5 @@ __all__ = [
     "sweep_docker",
 ]
 
-# jdkit exports these (imported on first use): their public home, as they load
-_exports.publish(
-    "jdkit", DockerConfig, DockerProvider, DockerProviderError, release_docker_reused, sweep_docker
-)
+# what jdkit imports on first use, through _providers
+_exports.publish_lazy(globals(), "._providers")

@@ -41,10 +41,13 @@ def _movable(obj: object) -> bool:
 
 def publish(home: str, *objects: object) -> None:
     """Set `__module__` of each class or function to `home`, unless it is
-    generated, another library's, or already published (the first home wins)."""
+    generated, another library's, or already published (the first home wins);
+    a class's private bases (`JobDistributor`'s per-concern mixins) too."""
     for obj in objects:
         if _movable(obj):
             obj.__module__ = home
+            if inspect.isclass(obj):  # the private mixins it is made of: help() lists them
+                publish(home, *obj.__mro__[1:])
 
 
 def publish_lazy(namespace: Mapping[str, object], target: str | None = None) -> None:

@@ -2,11 +2,11 @@
 
 In the spirit of httpx's exported-members test: every name a public module
 lists in `__all__` is importable, documented (in its docstring and on a
-docs/reference page) and listed by `dir()`, which lists nothing else; it
-shows its public home as `__module__` (help(), tracebacks, reprs, pickle);
+docs/reference page) and listed by `dir()`, which lists nothing else;
 nothing the README, docs (prose too) or examples say, no docstring or
 signature of a public name, and no message jdkit writes names a private
-module.
+module. That each shows its public home as `__module__` (help(), tracebacks,
+reprs, pickle): test_public_homes.py.
 """
 
 from __future__ import annotations
@@ -19,35 +19,23 @@ import importlib
 import inspect
 import json
 import pathlib
-import pickle
 import re
 import subprocess
 import sys
-import traceback
 import types
 import typing
 
 import pytest
-from grpclib.const import Status
 
-from jdkit.pb import job
+from tests.helpers.public_api import (
+    PRIVATE_IMPORT,
+    PUBLIC,
+    exported,
+    ours,
+    public_objects,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PUBLIC = [
-    "jdkit",
-    "jdkit.auth",
-    "jdkit.server",
-    "jdkit.testing",
-    "jdkit.pb",
-    "jdkit.selectors",
-    "jdkit.display",
-    "jdkit.otel",
-]
-PRIVATE_IMPORT = re.compile(r"^\s*(from\s+jdkit\._|import\s+jdkit\._)|\bjdkit\._[a-z]", re.M)
-
-
-def _exported() -> list[tuple[str, str]]:
-    return [(m, n) for m in PUBLIC for n in importlib.import_module(m).__all__]
 
 
 def _documented(module: types.ModuleType, name: str, obj: object) -> bool:
@@ -66,7 +54,7 @@ def _documented(module: types.ModuleType, name: str, obj: object) -> bool:
     return f"`{name}`" in (module.__doc__ or "")
 
 
-@pytest.mark.parametrize(("module_name", "name"), _exported())
+@pytest.mark.parametrize(("module_name", "name"), exported())
 def test_every_exported_name_is_importable_documented_and_in_dir(
     module_name: str, name: str
 ) -> None:
@@ -192,111 +180,6 @@ def test_selector_is_exported_as_the_readme_says() -> None:
     assert jdkit.selectors.parse("env=prod") == [jdkit.Selector(key="env", value="prod")]
 
 
-# --- __module__: each public name shows its public home ---------------------
-
-
-def _generated(obj: object) -> bool:
-    return str(getattr(obj, "__module__", "")).startswith("jdkit._proto")
-
-
-def _ours(obj: object) -> bool:
-    """A class or function jdkit defines (not generated, not another library's)."""
-    module = getattr(obj, "__module__", None)
-    return (
-        (inspect.isclass(obj) or inspect.isfunction(obj))
-        and isinstance(module, str)
-        and (module == "jdkit" or module.startswith("jdkit."))
-        and not _generated(obj)
-    )
-
-
-def _home(obj: object) -> str:
-    """The first public module exporting `obj`: `show` is `jdkit.show`."""
-    for module_name in PUBLIC:
-        module = importlib.import_module(module_name)
-        if any(getattr(module, n) is obj for n in module.__all__):
-            return module_name
-    raise AssertionError(obj)
-
-
-@pytest.mark.parametrize(("module_name", "name"), _exported())
-def test_every_public_name_shows_its_public_home(module_name: str, name: str) -> None:
-    obj = getattr(importlib.import_module(module_name), name)
-    if _generated(obj):
-        # Generated messages and enums (Selector, Op, ServingStatus) keep their
-        # module: betterproto2 resolves a message's field types in
-        # sys.modules[cls.__module__] (Message._type_hints), and jdkit names a
-        # message's proto package after it (the server's proto_name, the
-        # rulebook's caps). They pickle by their own (importable) path.
-        assert pickle.loads(pickle.dumps(obj)) is obj
-        return
-    if not _ours(obj):
-        return  # values (METHODS, DEV_CSA_SECRET), type aliases, betterproto2's Message
-    assert obj.__module__ == _home(obj), f"{module_name}.{name}"
-    assert obj.__qualname__ == name  # pickle resolves module + qualname
-    assert pickle.loads(pickle.dumps(obj)) is obj
-
-
-def test_lazily_imported_names_have_their_home_as_they_load() -> None:
-    """Without a lookup through `jdkit`: `jdkit.connect()` hands out an
-    EmbeddedProvider, the Docker fixture raises DockerProviderError."""
-    code = (
-        "import importlib, inspect, jdkit\n"
-        "bad = []\n"
-        "for name, target in jdkit._LAZY.items():\n"
-        "    obj = getattr(importlib.import_module(target, 'jdkit'), name)\n"
-        "    mod = getattr(obj, '__module__', '')\n"
-        "    if (inspect.isclass(obj) or inspect.isfunction(obj)) and mod.startswith('jdkit._')"
-        " and not mod.startswith('jdkit._proto'):\n"
-        "        bad.append((name, mod))\n"
-        "assert not bad, bad\n"
-        "assert type(jdkit.connect()).__module__ == 'jdkit'\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-
-
-def _exception_classes() -> list[type[BaseException]]:
-    return [
-        obj
-        for module_name, name in _exported()
-        if inspect.isclass(obj := getattr(importlib.import_module(module_name), name))
-        and issubclass(obj, BaseException)
-    ]
-
-
-def _sample(param: inspect.Parameter) -> object:
-    """A value for a constructor parameter, by its name or annotation's text."""
-    text = str(param.annotation)
-    if param.name == "target":  # ProposalWaitError's status
-        return job.ProposalStatus.APPROVED
-    if text.startswith("dict"):
-        return {}
-    if text.startswith("float"):
-        return 1.5
-    if text == "Status":
-        return Status.NOT_FOUND
-    return "boom"
-
-
-@pytest.mark.parametrize("cls", _exception_classes(), ids=lambda c: c.__name__)
-def test_exceptions_pickle_and_print_their_public_name(cls: type[BaseException]) -> None:
-    try:
-        params = list(inspect.signature(cls).parameters.values())
-    except ValueError:  # Exception's own constructor
-        params = []
-    args = [_sample(p) for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
-    kwargs = {
-        p.name: _sample(p) for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty
-    }
-    exc = cls(*(args or ["boom"]), **kwargs)
-    line = traceback.format_exception_only(cls, exc)[-1]
-    assert line.startswith(f"{cls.__module__}.{cls.__name__}: ")
-    assert ".\x5f" not in line.split(":")[0]  # no private module in the traceback
-    again = pickle.loads(pickle.dumps(exc))
-    assert type(again) is cls and str(again) == str(exc)
-    assert vars(again).keys() == vars(exc).keys()
-
-
 # --- dir(), the reference, docstrings and signatures --------------------------
 
 
@@ -320,7 +203,7 @@ def _reference() -> str:
     return "\n".join(p.read_text() for p in sorted((ROOT / "docs" / "reference").glob("*.md")))
 
 
-@pytest.mark.parametrize(("module_name", "name"), _exported())
+@pytest.mark.parametrize(("module_name", "name"), exported())
 def test_every_public_name_has_a_reference_entry(module_name: str, name: str) -> None:
     """A `::: module.name` directive (mkdocstrings) for it under any public
     module that exports it; generated modules are named on the messages page."""
@@ -344,7 +227,7 @@ def test_every_public_name_has_a_reference_entry(module_name: str, name: str) ->
 
 
 def _public_names() -> set[str]:
-    names = {n for m, n in _exported()}
+    names = {n for m, n in exported()}
     names |= set(dir(typing)) | set(dir(collections.abc)) | set(dir(builtins))
     return names | {"Status", "Channel", "Any"}  # grpclib's, in a few signatures
 
@@ -364,7 +247,7 @@ def _annotation_problems(text: str, globalns: dict[str, object]) -> list[str]:
             continue
         if obj is None or isinstance(obj, types.ModuleType):
             continue  # a TYPE_CHECKING name, checked where it is defined
-        if _ours(obj) and ".\x5f" in f"{obj.__module__}.":
+        if ours(obj) and ".\x5f" in f"{obj.__module__}.":
             problems.append(f"{ident} ({obj.__module__})")
         elif not (inspect.isclass(obj) or inspect.isfunction(obj)) and ident not in _public_names():
             problems.append(f"{ident} (a private alias)")
@@ -383,15 +266,6 @@ def _members(obj: object) -> list[tuple[str, object]]:
             if inspect.isfunction(func) or isinstance(value, property):
                 found.append((f".{name}", func))
     return found
-
-
-def _public_objects() -> list[tuple[str, object]]:
-    seen: dict[int, tuple[str, object]] = {}
-    for module_name, name in _exported():
-        obj = getattr(importlib.import_module(module_name), name)
-        if _ours(obj):
-            seen.setdefault(id(obj), (f"{module_name}.{name}", obj))
-    return list(seen.values())
 
 
 #: Private names still in public signatures (help() shows them; none is
@@ -422,7 +296,7 @@ _KNOWN = {
 
 
 @pytest.mark.parametrize(
-    ("label", "obj"), _public_objects(), ids=lambda v: v if isinstance(v, str) else ""
+    ("label", "obj"), public_objects(), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_docstrings_and_signatures_name_only_public_names(label: str, obj: object) -> None:
     problems = []

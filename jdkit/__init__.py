@@ -20,7 +20,11 @@ Also here: `METHODS` (every RPC's `Method`, by path) and `WRITES` (the paths
 of the writes: what dry-run journals and what is retried only when it
 provably never arrived); `ServingStatus`, the gRPC health states;
 `UnaryNext` and `StreamNext`, the types of the `proceed` an `Interceptor` is
-given; `__version__`.
+given; `__version__`. `Target` is where a client connects, parsed
+(`ClientOptions.parsed_target()`, `JobDistributor.target`). For
+`SimulatedNode`: `NodeKeyLike` (the forms of its `private_key`) and
+`ProposalPolicy` (its `on_proposal`) are type aliases; `NodeBackoff` and
+`NodeTiming` its reconnect schedule and keepalive.
 """
 
 from typing import TYPE_CHECKING
@@ -58,7 +62,7 @@ from jdkit._methods import METHODS, WRITES, Method
 from jdkit.selectors import Selector
 
 if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for checkers
-    from jdkit._channel import TLSConfig
+    from jdkit._channel import Target, TLSConfig
     from jdkit._client import CallOptions, JobDistributor, ServingStatus
     from jdkit._display import show, table
     from jdkit._dryrun import Journal, JournalEntry
@@ -84,8 +88,13 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
     from jdkit._wsrpc._api import (
         JDKeyMismatchError,
         NodeAlreadyConnectedError,
+        NodeBackoff,
+        NodeKeyLike,
         NodeKeyRefusedError,
+        NodeNotConnectedError,
         NodeProtocolError,
+        NodeTiming,
+        ProposalPolicy,
         ReceivedProposal,
         SimulatedFleet,
         SimulatedNode,
@@ -97,6 +106,7 @@ __version__ = "0.1.0"
 
 #: name -> the module (relative to this package) that defines it
 _LAZY: dict[str, str] = {
+    "Target": "._channel",
     "TLSConfig": "._channel",
     "CallOptions": "._client",
     "JobDistributor": "._client",
@@ -134,7 +144,12 @@ _LAZY: dict[str, str] = {
             "SimulatedNode",
             "SimulatedFleet",
             "ReceivedProposal",
+            "ProposalPolicy",
+            "NodeBackoff",
+            "NodeTiming",
+            "NodeKeyLike",
             "NodeProtocolError",
+            "NodeNotConnectedError",
             "NodeKeyRefusedError",
             "JDKeyMismatchError",
             "NodeAlreadyConnectedError",
@@ -188,11 +203,16 @@ __all__ = [
     "Message",
     "Method",
     "NodeAlreadyConnectedError",
+    "NodeBackoff",
+    "NodeKeyLike",
     "NodeKeyRefusedError",
+    "NodeNotConnectedError",
     "NodeProtocolError",
     "NodeRollout",
+    "NodeTiming",
     "NotFoundError",
     "PermissionDeniedError",
+    "ProposalPolicy",
     "ProposalWaitError",
     "ProtocolError",
     "Provider",
@@ -211,6 +231,7 @@ __all__ = [
     "SimulatedNode",
     "StreamNext",
     "TLSConfig",
+    "Target",
     "UnaryNext",
     "UnauthenticatedError",
     "UnavailableError",

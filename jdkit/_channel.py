@@ -24,6 +24,13 @@ _SCHEMES = {"": None, "grpc": False, "http": False, "grpcs": True, "https": True
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """Where a client connects: `ClientOptions.target` parsed
+    (`ClientOptions.parsed_target()`, `JobDistributor.target`).
+
+    `tls` is what the scheme says (`grpcs://`: True, `grpc://`: False), None
+    without one; `str()` gives `host:port`.
+    """
+
     host: str
     port: int
     tls: bool | None  # None: not said by the scheme

@@ -279,6 +279,7 @@ class ClientOptions:
     # -- derived
 
     def parsed_target(self) -> Target:
+        """`target` parsed (`ConfigError` when it is not set or not an address)."""
         if self.target is None:
             raise ConfigError("target", "is not set; expected host:port of the JD gRPC API")
         return parse_target(self.target)

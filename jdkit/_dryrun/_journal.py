@@ -51,11 +51,14 @@ class Journal:
     """
 
     entries: list[JournalEntry] = field(default_factory=list)
-    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+    # the journal's own workings, not constructor parameters (init=False)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1), init=False, repr=False)
     #: What this dry run's writes would have made the state: later writes and reads see it.
-    _overlay: Overlay = field(default_factory=lambda: Overlay(), repr=False)
-    _lock: asyncio.Lock | None = field(default=None, repr=False, compare=False)
-    _lock_loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False, compare=False)
+    _overlay: Overlay = field(default_factory=lambda: Overlay(), init=False, repr=False)
+    _lock: asyncio.Lock | None = field(default=None, init=False, repr=False, compare=False)
+    _lock_loop: asyncio.AbstractEventLoop | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -196,7 +196,8 @@ class EmbeddedJD:
         nodeport = import_nodeport() if self._node_port_wanted is not None else None
         self._db = await open_database(self.db_url)
         try:
-            self._state = JDState(self._db) if nodeport is None else nodeport.LiveState(self._db)
+            state = JDState if nodeport is None else nodeport.LiveState
+            self._state = state._over(self._db)
             await self._state.init(secret)
             self._rt = Runtime(self._state, self._auth, self._limits, self._compression)
             server = _grpc.Server(

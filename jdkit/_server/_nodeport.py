@@ -42,7 +42,7 @@ from jdkit._wsrpc._ws import (
     SERVER_HANDSHAKE_TIMEOUT,
     SERVER_MAX_SIZE,
     HandshakeError,
-    Timing,
+    NodeTiming,
     WsConnection,
     refuse,
     server_handshake,
@@ -99,7 +99,7 @@ class NodePort:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        timing: Timing | None = None,
+        timing: NodeTiming | None = None,
         call_timeout: float = CALL_TIMEOUT,
         handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT,
         ws_handshake_timeout: float = SERVER_HANDSHAKE_TIMEOUT,
@@ -108,7 +108,7 @@ class NodePort:
         self.state = state
         self.host = host
         self._requested_port = port
-        self.timing = timing or Timing()
+        self.timing = timing or NodeTiming()
         self.call_timeout = call_timeout
         self.handshake_timeout = handshake_timeout
         self.ws_handshake_timeout = ws_handshake_timeout

@@ -27,7 +27,10 @@ from jdkit._wsrpc._rpc import Handler, handler
 log = logging.getLogger("jdkit.node")
 
 Answer = Literal["approve", "reject", "ignore"]
-Policy = Answer | Callable[["ReceivedProposal"], "Answer | Awaitable[Answer | None] | None"]
+ProposalPolicy = Answer | Callable[["ReceivedProposal"], "Answer | Awaitable[Answer | None] | None"]
+"""How a `SimulatedNode` answers proposals (`on_proposal=`): "approve", "reject",
+"ignore", or a callable given the `ReceivedProposal` that returns one of those (or
+None = ignore), possibly awaitable."""
 
 
 @dataclass
@@ -51,7 +54,7 @@ class NodeAnswers:
 
     # set by SimulatedNode
     name: str
-    on_proposal: Policy
+    on_proposal: ProposalPolicy
     proposals: list[ReceivedProposal]
     deleted: list[str]
     revoked: list[str]

@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 from jdkit import _exports
-from jdkit._wsrpc._answers import ReceivedProposal
-from jdkit._wsrpc._connection import Backoff
+from jdkit._wsrpc._answers import ProposalPolicy, ReceivedProposal
+from jdkit._wsrpc._connection import NodeBackoff
 from jdkit._wsrpc._errors import (
     JDKeyMismatchError,
     NodeAlreadyConnectedError,
     NodeKeyRefusedError,
+    NodeNotConnectedError,
     NodeProtocolError,
-    NotConnectedError,
     WsrpcCallError,
     WsrpcTimeoutError,
 )
 from jdkit._wsrpc._fleet import SimulatedFleet
+from jdkit._wsrpc._keys import NodeKeyLike
 from jdkit._wsrpc._node import SimulatedNode
+from jdkit._wsrpc._ws import NodeTiming
 
 __all__ = [
-    "Backoff",
     "JDKeyMismatchError",
     "NodeAlreadyConnectedError",
+    "NodeBackoff",
+    "NodeKeyLike",
     "NodeKeyRefusedError",
+    "NodeNotConnectedError",
     "NodeProtocolError",
-    "NotConnectedError",
+    "NodeTiming",
+    "ProposalPolicy",
     "ReceivedProposal",
     "SimulatedFleet",
     "SimulatedNode",

@@ -4,7 +4,7 @@ handshake, the first `UpdateNode`, and reconnecting forever with backoff.
 The pin is checked before a byte is sent, so nothing reaches a server that is
 not the JD we were given. Errors that a retry cannot fix (our key refused,
 the wrong JD key, another process with our key) end the first attempt at
-once instead of looping; everything else is retried on `Backoff`'s schedule.
+once instead of looping; everything else is retried on `NodeBackoff`'s schedule.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from jdkit._wsrpc._errors import (
 from jdkit._wsrpc._keys import ed25519_key_from_cert, same_key
 from jdkit._wsrpc._rpc import Endpoint, Handler
 from jdkit._wsrpc._tls import ClientStream
-from jdkit._wsrpc._ws import HandshakeError, Timing, WsConnection, client_handshake
+from jdkit._wsrpc._ws import HandshakeError, NodeTiming, WsConnection, client_handshake
 
 log = logging.getLogger("jdkit.node")
 
@@ -45,8 +45,13 @@ _CERT_ALERTS = (
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Upstream's reconnect schedule: 1 s, times 1.6, 20 % jitter either way, at most 120 s."""
+class NodeBackoff:
+    """A `SimulatedNode`'s reconnect schedule (`SimulatedNode(backoff=...)`), by
+    default upstream's: 1 s, times 1.6, 20 % jitter either way, at most 120 s.
+
+    Not the client's `RetryPolicy`: this is how long a node waits before dialling
+    the JD again.
+    """
 
     initial: float = 1.0
     factor: float = 1.6
@@ -87,8 +92,8 @@ class NodeConnection:
     handshake_timeout: float
     call_timeout: float
     max_size: int
-    timing: Timing
-    backoff: Backoff
+    timing: NodeTiming
+    backoff: NodeBackoff
     chain_config_errors: dict[str, str]
     last_error: BaseException | None
     connections: int

@@ -37,7 +37,7 @@ class WsrpcTimeoutError(NodeProtocolError, TimeoutError):
         )
 
 
-class NotConnectedError(NodeProtocolError):
+class NodeNotConnectedError(NodeProtocolError):
     """A call was made while the connection was down (fails at once, as upstream does)."""
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jdkit._exceptions import ConfigError
-from jdkit._wsrpc._keys import KeyLike
+from jdkit._wsrpc._keys import NodeKeyLike
 from jdkit._wsrpc._lifecycle import StartStop
 from jdkit._wsrpc._node import SimulatedNode
 
@@ -33,7 +33,7 @@ class SimulatedFleet(StartStop):
         jd_public_key_hex: str,
         count: int | None = None,
         *,
-        keys: Sequence[KeyLike] | None = None,
+        keys: Sequence[NodeKeyLike] | None = None,
         register_with: JobDistributor | None = None,
         name_prefix: str = "sim-node-",
         labels: Sequence[Label] = (),
@@ -46,7 +46,9 @@ class SimulatedFleet(StartStop):
             raise ConfigError("count", f"{count} is negative")
         if concurrency < 1:
             raise ConfigError("concurrency", "must be at least 1")
-        key_list: list[KeyLike | None] = list(keys) if keys is not None else [None] * (count or 0)
+        key_list: list[NodeKeyLike | None] = (
+            list(keys) if keys is not None else [None] * (count or 0)
+        )
         self.nodes = [
             SimulatedNode(
                 jd_node_address,

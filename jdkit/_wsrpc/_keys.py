@@ -23,7 +23,9 @@ from jdkit._exceptions import ConfigError
 #: DER prefix of an ed25519 SubjectPublicKeyInfo (RFC 8410): SEQ{SEQ{OID 1.3.101.112}, BIT STRING}
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
-KeyLike = Ed25519PrivateKey | bytes | str | os.PathLike[str]
+NodeKeyLike = Ed25519PrivateKey | bytes | str | os.PathLike[str]
+"""A node's ed25519 private key as `SimulatedNode(private_key=...)` takes it: the
+key object, 32 (seed) or 64 raw bytes, hex, PEM, or the path of a file with hex or PEM."""
 
 
 def public_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
@@ -62,7 +64,7 @@ def _from_bytes(raw: bytes, field: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
-def load_private_key(key: KeyLike | None, field: str = "private_key") -> Ed25519PrivateKey:
+def load_private_key(key: NodeKeyLike | None, field: str = "private_key") -> Ed25519PrivateKey:
     """A key object, raw bytes (32-byte seed or Go's 64 bytes), hex of those,
     PEM text, or a path to a file holding hex or PEM. None makes a new key."""
     if key is None:

@@ -25,14 +25,14 @@ import betterproto2
 
 from jdkit._exceptions import ConfigError
 from jdkit._proto import cfm
-from jdkit._wsrpc._answers import NodeAnswers, Policy, ReceivedProposal
-from jdkit._wsrpc._connection import Backoff, NodeConnection, parse_address
-from jdkit._wsrpc._errors import NodeProtocolError, NotConnectedError
-from jdkit._wsrpc._keys import KeyLike, load_private_key, parse_public_hex, public_hex
+from jdkit._wsrpc._answers import NodeAnswers, ProposalPolicy, ReceivedProposal
+from jdkit._wsrpc._connection import NodeBackoff, NodeConnection, parse_address
+from jdkit._wsrpc._errors import NodeNotConnectedError, NodeProtocolError
+from jdkit._wsrpc._keys import NodeKeyLike, load_private_key, parse_public_hex, public_hex
 from jdkit._wsrpc._lifecycle import StartStop
 from jdkit._wsrpc._rpc import DEFAULT_CALL_TIMEOUT, Endpoint
 from jdkit._wsrpc._tls import client_context
-from jdkit._wsrpc._ws import CLIENT_HANDSHAKE_TIMEOUT, CLIENT_MAX_SIZE, Timing, WsConnection
+from jdkit._wsrpc._ws import CLIENT_HANDSHAKE_TIMEOUT, CLIENT_MAX_SIZE, NodeTiming, WsConnection
 
 
 def _chain_config(cfg: Any) -> cfm.ChainConfig:
@@ -56,7 +56,10 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
     "approve", "reject", "ignore", or a callable given the `ReceivedProposal`
     that returns one of those (or None = ignore), possibly awaitable.
     `chain_configs`, `version`, `p2p_key_bundles`, `workflow_key`,
-    `nop_friendly_name` go into the `UpdateNode` report.
+    `nop_friendly_name` go into the `UpdateNode` report. `backoff` is the
+    reconnect schedule (`NodeBackoff`), `timing` wsrpc's keepalive
+    (`NodeTiming`); `call` raises `NodeNotConnectedError` while the
+    connection is down.
     """
 
     def __init__(
@@ -64,8 +67,8 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
         jd_node_address: str,
         jd_public_key_hex: str,
         *,
-        private_key: KeyLike | None = None,
-        on_proposal: Policy = "approve",
+        private_key: NodeKeyLike | None = None,
+        on_proposal: ProposalPolicy = "approve",
         chain_configs: Sequence[Any] = (),
         version: str = "jdkit-simulated-node",
         p2p_key_bundles: Sequence[cfm.P2PKeyBundle | tuple[str, str]] = (),
@@ -74,8 +77,8 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
         connect_timeout: float = 10.0,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         handshake_timeout: float = CLIENT_HANDSHAKE_TIMEOUT,
-        backoff: Backoff | None = None,
-        timing: Timing | None = None,
+        backoff: NodeBackoff | None = None,
+        timing: NodeTiming | None = None,
         max_size: int = CLIENT_MAX_SIZE,
         name: str = "",
     ) -> None:
@@ -88,7 +91,7 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
             raise ConfigError(
                 "on_proposal", f"{on_proposal!r}: use 'approve', 'reject', 'ignore' or a callable"
             )
-        self.on_proposal: Policy = on_proposal
+        self.on_proposal: ProposalPolicy = on_proposal
         self.chain_configs = [_chain_config(c) for c in chain_configs]
         self.version = version
         self.p2p_key_bundles = [
@@ -102,8 +105,8 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
         self.handshake_timeout = handshake_timeout
-        self.backoff = backoff or Backoff()
-        self.timing = timing or Timing()
+        self.backoff = backoff or NodeBackoff()
+        self.timing = timing or NodeTiming()
         self.max_size = max_size
         self.name = name or f"node-{self.public_key[:8]}"
         #: every ProposeJob received, in order
@@ -170,7 +173,7 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
         for t in list(self._answer_tasks):
             t.cancel()
         if self._first is not None and not self._first.done():
-            self._first.set_exception(NotConnectedError("node stopped"))
+            self._first.set_exception(NodeNotConnectedError("node stopped"))
             self._first.exception()  # retrieved: nobody else may be waiting
 
     @property
@@ -214,10 +217,10 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
     async def call(
         self, method: str, request: betterproto2.Message, response_type: type[Any]
     ) -> Any:
-        """Any FeedsManager call on the JD (raises NotConnectedError when down)."""
+        """Any FeedsManager call on the JD (raises NodeNotConnectedError when down)."""
         ep = self._endpoint
         if ep is None or ep.closed:
-            raise NotConnectedError(f"{method}: node {self.name} is not connected")
+            raise NodeNotConnectedError(f"{method}: node {self.name} is not connected")
         return await ep.call(method, request, response_type, timeout=self.call_timeout)
 
     async def update_node(self) -> dict[str, str]:

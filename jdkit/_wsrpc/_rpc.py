@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import betterproto2
 
 from jdkit._proto.message import Message, Request, Response
-from jdkit._wsrpc._errors import NotConnectedError, WsrpcCallError, WsrpcTimeoutError
+from jdkit._wsrpc._errors import NodeNotConnectedError, WsrpcCallError, WsrpcTimeoutError
 from jdkit._wsrpc._strict import decode, decoder
 
 log = logging.getLogger("jdkit.wsrpc")
@@ -163,7 +163,7 @@ class Endpoint:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not isinstance(exc, WsrpcCallError | NotConnectedError):
+            if not isinstance(exc, WsrpcCallError | NodeNotConnectedError):
                 log.debug("%s: %s failed: %r", self.name, method, exc)
             data = encode_response(call_id, error=_error_text(exc))
         try:
@@ -184,7 +184,7 @@ class Endpoint:
         """Call `method` on the other side; raise `WsrpcCallError` with its
         error text, `WsrpcTimeoutError` when nothing comes back in time."""
         if self._closed is not None:
-            raise NotConnectedError(f"{method}: not connected ({self._closed})")
+            raise NodeNotConnectedError(f"{method}: not connected ({self._closed})")
         call_id = new_call_id()
         fut: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = fut
@@ -209,10 +209,10 @@ class Endpoint:
         """The connection is gone: pending calls fail at once, handlers stop."""
         if self._closed is not None:
             return
-        self._closed = reason or NotConnectedError("connection closed")
+        self._closed = reason or NodeNotConnectedError("connection closed")
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(NotConnectedError(f"connection closed: {self._closed}"))
+                fut.set_exception(NodeNotConnectedError(f"connection closed: {self._closed}"))
         self._pending.clear()
         for task in list(self._tasks):
             task.cancel()

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from jdkit._core.signals import stop_on_signals
 from jdkit._exceptions import ConfigError
-from jdkit._wsrpc._answers import Policy, ReceivedProposal
+from jdkit._wsrpc._answers import ProposalPolicy, ReceivedProposal
 from jdkit._wsrpc._errors import NodeProtocolError
 from jdkit._wsrpc._keys import load_private_key, public_hex
 from jdkit._wsrpc._node import SimulatedNode
@@ -47,7 +47,7 @@ async def simulate(
     jd_public_key_hex: str,
     *,
     key_file: str | None = None,
-    policy: Policy = "approve",
+    policy: ProposalPolicy = "approve",
     echo: Callable[[str], None] = print,
     stop: asyncio.Event | None = None,
     **node_options: object,

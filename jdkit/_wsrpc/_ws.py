@@ -60,8 +60,11 @@ class ByteStream(Protocol):
 
 
 @dataclass
-class Timing:
-    """wsrpc's keepalive and write timing (tests shorten it)."""
+class NodeTiming:
+    """wsrpc's keepalive and write timing on a node connection, in seconds
+    (`SimulatedNode(timing=...)`; tests shorten it): a ping every
+    `ping_interval`, the connection dropped when no pong came within
+    `read_timeout` or a write took over `write_timeout` (upstream's 18, 20, 10)."""
 
     ping_interval: float = PING_INTERVAL
     read_timeout: float = READ_TIMEOUT
@@ -210,14 +213,14 @@ class WsConnection:
         proto: WsProtocol,
         on_message: Callable[[bytes], None],
         *,
-        timing: Timing | None = None,
+        timing: NodeTiming | None = None,
         early: list[Frame] | None = None,
         name: str = "ws",
     ) -> None:
         self._stream = stream
         self._proto = proto
         self._on_message = on_message
-        self._timing = timing or Timing()
+        self._timing = timing or NodeTiming()
         self._early = early or []
         self._parts: list[bytes] = []
         self._loop = asyncio.get_running_loop()

@@ -13,7 +13,8 @@ the server still answers UNAUTHENTICATED, refreshes and replays the call once.
 Each concern is its own module, and each optional dependency is imported
 only when its source is used: `OAuth2ClientCredentials` needs httpx
 (`jdkit[oauth2]`), `CognitoTokenSource` aiobotocore (`jdkit[cognito]`);
-importing `jdkit.auth` imports neither.
+importing `jdkit.auth` imports neither. `Clock` is the type of their
+`clock=` (and `TokenManager`'s): what `expires_at` is measured on.
 
 Secrets (tokens, passwords, client secrets, refresh tokens) never appear in a
 repr, a log line or an exception message: every class here has a redacting
@@ -44,10 +45,11 @@ from jdkit.auth._env import from_env
 from jdkit.auth._interceptor import AuthInterceptor
 from jdkit.auth._manager import TokenManager
 from jdkit.auth._oauth2 import OAuth2ClientCredentials
-from jdkit.auth._tokens import StaticToken, Token, TokenSource
+from jdkit.auth._tokens import Clock, StaticToken, Token, TokenSource
 
 __all__ = [
     "AuthInterceptor",
+    "Clock",
     "CognitoTokenSource",
     "OAuth2ClientCredentials",
     "StaticToken",

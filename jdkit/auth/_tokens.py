@@ -12,6 +12,9 @@ from jdkit._exceptions import ConfigError
 __all__ = ["Clock", "StaticToken", "Token", "TokenSource", "token_problem"]
 
 Clock = Callable[[], float]
+"""What `OAuth2ClientCredentials`, `CognitoTokenSource` and `TokenManager` take
+as `clock=`: seconds now, on the clock tokens' `expires_at` is on (`time.time`
+by default; tests pass a fake)."""
 
 
 @dataclass(frozen=True, repr=False)

@@ -12,7 +12,8 @@ conftest.py:
     jd_staging = jd_remote_factory()                # ClientOptions.from_env()
 
 Every factory takes client options as every other way to get a client does:
-a `jdkit.ClientOptions` as `options=` and/or its fields as keywords.
+a `jdkit.ClientOptions` as `options=` and/or its fields as keywords, and a
+pytest fixture scope as `scope=` (`Scope`, the type of it).
 
 Why these fixtures are plain (sync) pytest fixtures, and work from any loop
 ---------------------------------------------------------------------------
@@ -49,6 +50,7 @@ from jdkit import _exports
 from jdkit.testing._any_loop import AnyLoopChannel, any_loop_client
 from jdkit.testing._docker import docker_engine_problem, jd_docker_factory
 from jdkit.testing._factories import (
+    Scope,
     jd_client_factory,
     jd_remote_factory,
     jd_server_factory,
@@ -58,6 +60,7 @@ from jdkit.testing._threaded import ThreadedJD, ThreadedProvider
 
 __all__ = [
     "AnyLoopChannel",
+    "Scope",
     "ThreadedJD",
     "ThreadedProvider",
     "any_loop_client",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from jdkit.auth import TokenSource
 
 Scope = Literal["session", "package", "module", "class", "function"]
+"""A pytest fixture scope, as the factories' `scope=` takes it."""
 
 
 def jd_server_factory(

@@ -84,7 +84,23 @@ class ThreadedJD:
     EmbeddedJD itself: use it only on its loop (`call` / `acall` do that).
     """
 
-    def __init__(self, server: EmbeddedJD, runner: _LoopThread) -> None:
+    def __init__(self, **server_options: Any) -> None:
+        """Start an EmbeddedJD (`EmbeddedJD.start(**server_options)`) in a new
+        thread and block until it listens: what `ThreadedJD.start` does."""
+        from jdkit.server import EmbeddedJD
+
+        server_options.setdefault("host", "127.0.0.1")
+        server_options.setdefault("port", 0)
+        runner = _LoopThread("jdkit-embedded-jd")
+
+        async def _start() -> EmbeddedJD:
+            return await EmbeddedJD.start(**server_options)
+
+        try:
+            server = runner.run(_start())
+        except BaseException:
+            runner.close()
+            raise
         self.server = server
         self._runner = runner
         self.address: str = server.address
@@ -100,21 +116,7 @@ class ThreadedJD:
     @classmethod
     def start(cls, **server_options: Any) -> ThreadedJD:
         """Start an EmbeddedJD (`EmbeddedJD.start(**server_options)`) in a new thread."""
-        from jdkit.server import EmbeddedJD
-
-        server_options.setdefault("host", "127.0.0.1")
-        server_options.setdefault("port", 0)
-        runner = _LoopThread("jdkit-embedded-jd")
-
-        async def _start() -> EmbeddedJD:
-            return await EmbeddedJD.start(**server_options)
-
-        try:
-            server = runner.run(_start())
-        except BaseException:
-            runner.close()
-            raise
-        return cls(server, runner)
+        return cls(**server_options)
 
     def __repr__(self) -> str:
         return f"<ThreadedJD {self.address}>"

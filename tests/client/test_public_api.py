@@ -268,33 +268,6 @@ def _members(obj: object) -> list[tuple[str, object]]:
     return found
 
 
-#: Private names still in public signatures (help() shows them; none is
-#: needed to call the API): to be exported or replaced. Don't add to it.
-_KNOWN = {
-    "jdkit.ClientOptions.parsed_target: Target (jdkit._channel)",
-    "jdkit.Journal.__init__: Overlay (jdkit._dryrun._overlay)",
-    "jdkit.SimulatedFleet.__init__: KeyLike (a private alias)",
-    "jdkit.SimulatedNode.__init__: KeyLike (a private alias)",
-    "jdkit.SimulatedNode.__init__: Policy (a private alias)",
-    "jdkit.SimulatedNode.__init__: Backoff (jdkit._wsrpc._connection)",
-    "jdkit.SimulatedNode.__init__: Timing (jdkit._wsrpc._ws)",
-    "jdkit.auth.TokenManager.__init__: Clock (a private alias)",
-    "jdkit.server.JDState.__init__: Database (jdkit._server._db)",
-    "jdkit.testing.ThreadedJD: _LoopThread",
-    "jdkit.testing.ThreadedJD.__init__: _LoopThread",
-    *(
-        f"jdkit.testing.{f}: Scope (a private alias)"
-        for f in (
-            "jd_client_factory",
-            "jd_docker_factory",
-            "jd_remote_factory",
-            "jd_server_factory",
-            "simulated_node_factory",
-        )
-    ),
-}
-
-
 @pytest.mark.parametrize(
     ("label", "obj"), public_objects(), ids=lambda v: v if isinstance(v, str) else ""
 )
@@ -323,8 +296,7 @@ def test_docstrings_and_signatures_name_only_public_names(label: str, obj: objec
             texts.append(r if isinstance(r, str) else inspect.formatannotation(r))
         for text in texts:
             problems += [f"{label}{suffix}: {p}" for p in _annotation_problems(text, globalns)]
-    new = sorted(set(problems) - _KNOWN)
-    assert not new, "\n".join(new)
+    assert not problems, "\n".join(sorted(set(problems)))
 
 
 @pytest.mark.parametrize("module_name", PUBLIC)

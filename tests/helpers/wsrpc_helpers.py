@@ -14,11 +14,11 @@ from typing import Any
 
 from jdkit import JobDistributor, SimulatedNode
 from jdkit._server import EmbeddedJD
-from jdkit._wsrpc._connection import Backoff
+from jdkit._wsrpc._connection import NodeBackoff
 from jdkit.pb import job, node
 from jdkit.pb import node as node_pb
 
-FAST = Backoff(initial=0.05, factor=1.6, jitter=0.2, cap=0.5)
+FAST = NodeBackoff(initial=0.05, factor=1.6, jitter=0.2, cap=0.5)
 
 
 def spec(ext_id: str | None = None) -> str:

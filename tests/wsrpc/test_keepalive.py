@@ -12,12 +12,12 @@ from websockets.frames import Frame, Opcode
 from jdkit._wsrpc._keys import public_hex
 from jdkit._wsrpc._rpc import encode_request, new_call_id
 from jdkit._wsrpc._tls import ClientStream, client_context
-from jdkit._wsrpc._ws import Timing, client_handshake
+from jdkit._wsrpc._ws import NodeTiming, client_handshake
 from jdkit.pb import node
 from tests.helpers.wsrpc_helpers import eventually, jd_env
 
 pytestmark = pytest.mark.asyncio
-SHORT = Timing(ping_interval=0.2, read_timeout=0.6, write_timeout=1.0)
+SHORT = NodeTiming(ping_interval=0.2, read_timeout=0.6, write_timeout=1.0)
 
 
 async def test_a_peer_that_never_answers_pings_is_dropped_and_a_live_one_stays() -> None:

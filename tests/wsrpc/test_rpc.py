@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from jdkit._proto import cfm
 from jdkit._proto.message import Message, Request, Response
-from jdkit._wsrpc._errors import NotConnectedError, WsrpcCallError, WsrpcTimeoutError
+from jdkit._wsrpc._errors import NodeNotConnectedError, WsrpcCallError, WsrpcTimeoutError
 from jdkit._wsrpc._rpc import Endpoint, Handler, encode_request, handler, is_uuid4, new_call_id
 
 
@@ -140,9 +140,9 @@ async def test_close_fails_pending_calls_at_once_and_later_calls_too() -> None:
     )
     await asyncio.sleep(0.01)
     a.close()
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(NodeNotConnectedError):
         await asyncio.wait_for(call, 1)
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(NodeNotConnectedError):
         await a.call("ProposeJob", cfm.ProposeJobRequest(), cfm.ProposeJobResponse)
 
 

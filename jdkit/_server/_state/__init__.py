@@ -27,6 +27,7 @@ read through `_view.TxView`; `_rows` and `_where` are the SQL they share.
 from __future__ import annotations
 
 import asyncio
+from typing import Self
 
 from jdkit._exceptions import ConfigError, NotFoundError
 from jdkit._proto.api.csa.v1 import Keypair
@@ -48,10 +49,20 @@ class JDState(Nodes, Jobs, Policies, NodeSide):
     The methods the RPC handlers call (`register_node`, `list_nodes`,
     `propose_job`, ...) take and return the generated messages (`jdkit.pb`),
     each in one transaction, and raise jdkit's errors (`NotFoundError`, ...).
+    A server makes its own (`srv.state`); it is not built directly.
     """
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    db: Database
+
+    def __init__(self) -> None:
+        raise TypeError("a JDState is made by EmbeddedJD.start(): use srv.state")
+
+    @classmethod
+    def _over(cls, db: Database) -> Self:
+        """The state of the database `db` (what EmbeddedJD makes)."""
+        state = cls.__new__(cls)
+        state.db = db
+        return state
 
     async def init(self, csa_secret: str) -> None:
         """Create the schema if missing; create or unlock the CSA keypair."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 import click
 
 from jdkit._cli._app import read_command, run, state
 from jdkit._cli._config import UsageError
+from jdkit._core.signals import stop_on_signals
 from jdkit._exceptions import JDError
 
 CSA_SECRET_VAR = "CSA_KEY_ENCRYPTION_SECRET"
@@ -138,10 +138,7 @@ def serve(
             if value is not None
         }
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
+        with stop_on_signals(stop):
             async with EmbeddedJD.start(
                 host=host,
                 port=port,
@@ -167,9 +164,6 @@ def serve(
                     out.note(f"export JD_GRPC_URL={srv.address}{hint}   # then: jdkit nodes list")
                 await stop.wait()
                 out.note("stopping")
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
         return None
 
     return run(go())

@@ -138,16 +138,9 @@ _LAZY: dict[str, str] = {
     "ProposalWaitError": "._tasks",
     "Rollout": "._tasks",
     "RolloutStatus": "._tasks",
-    # the node protocol needs the `node` extra
+    # the node protocol: its errors and plain types need no extra ...
     **dict.fromkeys(
         (
-            "SimulatedNode",
-            "SimulatedFleet",
-            "ReceivedProposal",
-            "ProposalPolicy",
-            "NodeBackoff",
-            "NodeTiming",
-            "NodeKeyLike",
             "NodeProtocolError",
             "NodeNotConnectedError",
             "NodeKeyRefusedError",
@@ -156,9 +149,19 @@ _LAZY: dict[str, str] = {
             "WsrpcCallError",
             "WsrpcTimeoutError",
         ),
-        "._wsrpc._api",
+        "._wsrpc._errors",
+    ),
+    "ReceivedProposal": "._wsrpc._answers",
+    "ProposalPolicy": "._wsrpc._answers",
+    "NodeKeyLike": "._wsrpc._keys",
+    # ... the node itself needs the `node` extra (websockets, pyOpenSSL)
+    **dict.fromkeys(
+        ("SimulatedNode", "SimulatedFleet", "NodeBackoff", "NodeTiming"), "._wsrpc._api"
     ),
 }
+
+#: what an extra provides (a module's top-level name) -> the extra
+_EXTRAS = {"OpenSSL": "node", "websockets": "node"}
 
 
 def __getattr__(name: str) -> object:
@@ -168,7 +171,15 @@ def __getattr__(name: str) -> object:
     import importlib
 
     # the module publishes its names (jdkit._exports) as it loads
-    value = getattr(importlib.import_module(module, __name__), name)
+    try:
+        value = getattr(importlib.import_module(module, __name__), name)
+    except ModuleNotFoundError as e:
+        extra = _EXTRAS.get((e.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        raise ImportError(
+            f"jdkit.{name} needs the {extra!r} extra: pip install 'jdkit[{extra}]' ({e})"
+        ) from e
     globals()[name] = value
     return value
 

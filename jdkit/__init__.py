@@ -102,7 +102,7 @@ if TYPE_CHECKING:  # imported on first use at run time (__getattr__); typed for 
         WsrpcTimeoutError,
     )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: name -> the module (relative to this package) that defines it
 _LAZY: dict[str, str] = {

@@ -89,8 +89,8 @@ class ClientOptions:
     call, checked as gRPC sends it (lower-case token keys, none reserved;
     bytes for `-bin` keys, printable ASCII otherwise); the values of credential keys
     (`authorization`, or a key naming a token, secret, password, api-key or
-    cookie) are treated as secrets: kept out of log records and of
-    this repr. `dry_run`: True, or a `Journal` to
+    cookie) are treated as secrets: kept out of log records, and
+    shown as `[redacted]` in this repr. `dry_run`: True, or a `Journal` to
     record into, gives a client whose writes are journaled instead of sent.
 
     Transport: `max_receive_message_size` (bytes, default 4 MiB as grpc-go's
@@ -127,8 +127,7 @@ class ClientOptions:
     )
     interceptors: Sequence[Interceptor] = field(default=(), hash=False)
     metadata: Mapping[str, str | bytes] | None = field(
-        default=None,
-        repr=False,
+        default=None,  # in the repr: Metadata's redacts credentials
         metadata={
             "text": parse_metadata,
             "multiple": True,

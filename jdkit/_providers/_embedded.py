@@ -59,6 +59,11 @@ class EmbeddedProvider(Provider):
             )
         self._server: EmbeddedJD | None = None
 
+    def __repr__(self) -> str:  # not db: a Postgres URL may hold a password
+        if self._server is None or self._client is None:
+            return "<EmbeddedProvider not started>"
+        return f"<EmbeddedProvider {self._server.address} started>"
+
     @property
     def server(self) -> EmbeddedJD:
         """The running embedded JD (after `initialize()`)."""

@@ -66,6 +66,10 @@ class RemoteProvider(Provider):
         super().__init__(options, **overrides)
         self.options.parsed_target()  # a remote JD needs to be somewhere
 
+    def __repr__(self) -> str:  # host:port only: no options (tokens), no user info
+        state = "connected" if self._client is not None else "not connected"
+        return f"<RemoteProvider {self.options.parsed_target()} {state}>"
+
     @property
     def config(self) -> ClientOptions:
         """The options (the 0.1 name)."""

@@ -141,13 +141,13 @@ def test_serve_prints_address_health_and_version(served: Served) -> None:
     assert ok("health", url=served.address).strip() == "SERVING"
     assert as_json("health", url=served.address) == {"status": "SERVING"}
     out = ok("version", url=served.address)
-    assert "jdkit 0.1.0" in out and "server 0.1.0" in out
+    assert "jdkit 0.2.0" in out and "server 0.2.0" in out
     data = as_json("version", url=served.address)
-    assert data == {"jdkit": "0.1.0", "server": "0.1.0"}
+    assert data == {"jdkit": "0.2.0", "server": "0.2.0"}
 
 
 def test_version_without_url_prints_only_jdkit() -> None:
-    assert ok("version").strip() == "jdkit 0.1.0"
+    assert ok("version").strip() == "jdkit 0.2.0"
 
 
 def test_serve_json_and_sigint_stop_cleanly(tmp_path: Path) -> None:

@@ -106,8 +106,11 @@ async def test_propose_reports_each_failed_node() -> None:
         assert not rollout.ok and len(rollout) == 4
         with pytest.raises(ConfigError, match="no enabled node matches 'env=staging'"):
             await jd.propose(spec(EXT), nodes="env=staging")
-        with pytest.raises(ConfigError, match="nodes"):
-            await jd.propose(spec(EXT), nodes=[])
+        for empty in ([], "", ()):  # an empty target set is a mistake, for both callers
+            with pytest.raises(ConfigError, match="^nodes: "):
+                await jd.propose(spec(EXT), nodes=empty)
+            with pytest.raises(ConfigError, match="^nodes: "):
+                await jd.rollout_status(EXT, nodes=empty)
         with pytest.raises(ConfigError, match="chunk_size"):
             await jd.propose(spec(EXT), nodes="env=dev", chunk_size=0)
         from jdkit import InvalidArgumentError

@@ -39,10 +39,6 @@ class Target:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    @property
-    def is_loopback(self) -> bool:
-        return is_loopback(self.host)
-
 
 def is_loopback(host: str | None) -> bool:
     """Whether `host` (a name or an address, brackets allowed) is this machine's loopback.

@@ -56,7 +56,7 @@ def test_remote_provider_from_env_takes_options_by_keyword() -> None:
 
 
 def test_server_factory_refuses_an_unknown_option_when_defined() -> None:
-    with pytest.raises(TypeError, match="'bogus'.*EmbeddedJD takes .*csa_secret"):
+    with pytest.raises(TypeError, match=r"'bogus'.*EmbeddedJD takes .*csa_secret"):
         jd_server_factory(bogus=1)
     jd_server_factory(db=":memory:", node_port=0)
 

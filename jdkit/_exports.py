@@ -18,11 +18,22 @@ Two kinds of names keep their `__module__`:
   after it (the server's `proto_name`, the rulebook's caps);
 - what other libraries define (`Message` is betterproto2's) and values
   without a module of their own (constants, type aliases).
+
+A class's annotations are strings (`from __future__ import annotations`),
+which `typing.get_type_hints` evaluates in `sys.modules[cls.__module__]`:
+the public module, which lacks the private module's imports. So publishing a
+class first evaluates its own annotations where they were written and
+stores the result (`_resolve_annotations`); one that cannot be evaluated yet
+(a name imported for type checkers only) stays a `ForwardRef` bound to the
+defining module, as it resolved before the move.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import sys
+import typing
 from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
@@ -45,9 +56,39 @@ def publish(home: str, *objects: object) -> None:
     a class's private bases (`JobDistributor`'s per-concern mixins) too."""
     for obj in objects:
         if _movable(obj):
+            if inspect.isclass(obj):
+                _resolve_annotations(obj)
             obj.__module__ = home
             if inspect.isclass(obj):  # the private mixins it is made of: help() lists them
                 publish(home, *obj.__mro__[1:])
+
+
+def _resolve_annotations(cls: type) -> None:
+    """Evaluate `cls`'s own string annotations in the module that wrote them
+    (before its `__module__` moves) and store them, dataclass fields' `type`
+    too; one that names what only type checkers import becomes a
+    `ForwardRef` to that module, which `typing.get_type_hints` resolves there."""
+    annotations = inspect.get_annotations(cls)
+    if not annotations:
+        return
+    module = cls.__module__
+    # as get_type_hints looks names up: the module first, then the class body
+    scope = (dict(vars(cls)), getattr(sys.modules.get(module), "__dict__", {}))
+    resolved: dict[str, object] = {}
+    for name, value in annotations.items():
+        # a stand-in class in the same module: get_type_hints' own rules (ClassVar, nested strings)
+        probe = type(cls.__name__, (), {"__annotations__": {name: value}, "__module__": module})
+        try:
+            value = typing.get_type_hints(probe, *scope, include_extras=True)[name]
+        except Exception:  # a name not importable at run time: resolve it later, there
+            if isinstance(value, str):
+                value = typing.ForwardRef(value, module=module, is_class=True)
+        resolved[name] = value
+    cls.__annotations__ = resolved
+    if dataclasses.is_dataclass(cls):
+        for field in dataclasses.fields(cls):
+            if field.name in resolved and not isinstance(resolved[field.name], typing.ForwardRef):
+                field.type = resolved[field.name]
 
 
 def publish_lazy(namespace: Mapping[str, object], target: str | None = None) -> None:

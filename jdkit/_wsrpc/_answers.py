@@ -27,10 +27,6 @@ from jdkit._wsrpc._rpc import Handler, handler
 log = logging.getLogger("jdkit.node")
 
 Answer = Literal["approve", "reject", "ignore"]
-ProposalPolicy = Answer | Callable[["ReceivedProposal"], "Answer | Awaitable[Answer | None] | None"]
-"""How a `SimulatedNode` answers proposals (`on_proposal=`): "approve", "reject",
-"ignore", or a callable given the `ReceivedProposal` that returns one of those (or
-None = ignore), possibly awaitable."""
 
 
 @dataclass
@@ -47,6 +43,12 @@ class ReceivedProposal:
     #: the JD's error text when it refused an answer
     answer_error: str | None = None
     revoked: bool = False
+
+
+ProposalPolicy = Answer | Callable[[ReceivedProposal], Answer | Awaitable[Answer | None] | None]
+"""How a `SimulatedNode` answers proposals (`on_proposal=`): "approve", "reject",
+"ignore", or a callable given the `ReceivedProposal` that returns one of those (or
+None = ignore), possibly awaitable."""
 
 
 class NodeAnswers:

@@ -10,14 +10,11 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jdkit import _redact
 from jdkit._exceptions import AuthError, ChallengeRequiredError, ConfigError
-from jdkit.auth._tokens import Token, token_problem
-
-if TYPE_CHECKING:
-    from jdkit.auth._tokens import Clock
+from jdkit.auth._tokens import Clock, Token, token_problem
 
 __all__ = ["CognitoTokenSource", "secret_hash"]
 

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pytest
 
 from jdkit._client import JobDistributor
 from jdkit._exceptions import ConfigError
 from jdkit._options import ClientOptions
+from jdkit.auth import TokenSource
 from jdkit.testing._any_loop import any_loop_client
 from jdkit.testing._threaded import ThreadedJD
-
-if TYPE_CHECKING:
-    from jdkit.auth import TokenSource
 
 Scope = Literal["session", "package", "module", "class", "function"]
 """A pytest fixture scope, as the factories' `scope=` takes it."""

@@ -15,9 +15,10 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from jdkit.pb import job, node
+
 if TYPE_CHECKING:
     from jdkit._providers._base import Provider
-    from jdkit.pb import job, node
     from jdkit.server import EmbeddedJD
 
 T = TypeVar("T")

@@ -27,7 +27,7 @@ read through `_view.TxView`; `_rows` and `_where` are the SQL they share.
 from __future__ import annotations
 
 import asyncio
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from jdkit._exceptions import ConfigError, NotFoundError
 from jdkit._proto.api.csa.v1 import Keypair
@@ -52,7 +52,8 @@ class JDState(Nodes, Jobs, Policies, NodeSide):
     A server makes its own (`srv.state`); it is not built directly.
     """
 
-    db: Database
+    if TYPE_CHECKING:  # the database it runs on; help() shows no private type
+        db: Database
 
     def __init__(self) -> None:
         raise TypeError("a JDState is made by EmbeddedJD.start(): use srv.state")

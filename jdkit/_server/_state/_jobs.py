@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jdkit._core import rules, validate
 from jdkit._core.match import job_matches
@@ -41,7 +41,8 @@ from jdkit._server._state._where import Where
 class Jobs:
     """The job and proposal records of `JDState`."""
 
-    db: Database
+    if TYPE_CHECKING:  # the database it runs on; help() shows no private type
+        db: Database
 
     def _delivered_on_create(self, node_id: str, connected: bool) -> bool:
         """Whether a new proposal counts as delivered at once: here, when the

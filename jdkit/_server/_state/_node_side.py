@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jdkit._core import rules, validate
 from jdkit._exceptions import FailedPreconditionError, InvalidArgumentError, NotFoundError
@@ -21,7 +22,8 @@ from jdkit._server._state._rows import node_row, prop_row, to_node, to_proposal,
 class NodeSide:
     """The node-facing transitions of `JDState`."""
 
-    db: Database
+    if TYPE_CHECKING:  # the database it runs on; help() shows no private type
+        db: Database
 
     async def set_node_connected(self, node_id: str, connected: bool) -> Node:
         async with self.db.transaction(write=True) as tx:

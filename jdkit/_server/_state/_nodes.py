@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jdkit._core import rules
 from jdkit._core.match import check_enabled, check_paging, node_matches, page_offset, paginate
@@ -30,7 +31,8 @@ from jdkit._server._state._where import Where
 class Nodes:
     """The node records of `JDState`."""
 
-    db: Database
+    if TYPE_CHECKING:  # the database it runs on; help() shows no private type
+        db: Database
 
     async def register_node(self, name: str, public_key: str, labels: Sequence[Label]) -> Node:
         async with self.db.transaction(write=True) as tx:

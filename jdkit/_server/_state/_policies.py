@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jdkit._core import rules
 from jdkit._core.validate import policy_num
@@ -20,7 +21,8 @@ from jdkit._server._state._where import Where
 class Policies:
     """The rollback policy records of `JDState`."""
 
-    db: Database
+    if TYPE_CHECKING:  # the database it runs on; help() shows no private type
+        db: Database
 
     async def create_policy(self, policy: Struct | None) -> RollbackPolicy:
         text = rules.create_policy(policy)

@@ -138,16 +138,9 @@ _LAZY: dict[str, str] = {
     "ProposalWaitError": "._tasks",
     "Rollout": "._tasks",
     "RolloutStatus": "._tasks",
-    # the node protocol needs the `node` extra
+    # the node protocol: its errors and plain types need no extra ...
     **dict.fromkeys(
         (
-            "SimulatedNode",
-            "SimulatedFleet",
-            "ReceivedProposal",
-            "ProposalPolicy",
-            "NodeBackoff",
-            "NodeTiming",
-            "NodeKeyLike",
             "NodeProtocolError",
             "NodeNotConnectedError",
             "NodeKeyRefusedError",
@@ -156,7 +149,14 @@ _LAZY: dict[str, str] = {
             "WsrpcCallError",
             "WsrpcTimeoutError",
         ),
-        "._wsrpc._api",
+        "._wsrpc._errors",
+    ),
+    "ReceivedProposal": "._wsrpc._answers",
+    "ProposalPolicy": "._wsrpc._answers",
+    "NodeKeyLike": "._wsrpc._keys",
+    # ... the node itself needs the `node` extra (websockets) when made
+    **dict.fromkeys(
+        ("SimulatedNode", "SimulatedFleet", "NodeBackoff", "NodeTiming"), "._wsrpc._api"
     ),
 }
 

@@ -42,12 +42,30 @@ import struct
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jdkit import _compression
-from jdkit._exceptions import ProtocolError, ResourceExhaustedError, UnavailableError
+from jdkit._codec import ClientCodec
+from jdkit._exceptions import (
+    InvalidArgumentError,
+    ProtocolError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 
-__all__ = ["DEFAULT_MAX_RECEIVE", "Wire", "recv_message", "send_message", "user_agent"]
+if TYPE_CHECKING:
+    from jdkit._interceptors import Call
+
+__all__ = [
+    "DEFAULT_MAX_RECEIVE",
+    "ENCODE_ERRORS",
+    "Wire",
+    "cannot_encode",
+    "check_encodes",
+    "recv_message",
+    "send_message",
+    "user_agent",
+]
 
 #: grpc-go's and grpcio's default receive limit.
 DEFAULT_MAX_RECEIVE = 4 * 1024 * 1024
@@ -77,6 +95,35 @@ class Wire:
     keepalive_timeout: float = 10.0
     user_agent: str = ""
     compression: str | None = None
+
+
+#: What encoding a request raises for a value it cannot carry (a lone
+#: surrogate in a string, a number out of range, a value of the wrong type).
+ENCODE_ERRORS = (UnicodeError, TypeError, AttributeError, ValueError, OverflowError)
+
+
+def cannot_encode(call: Call, exc: Exception) -> InvalidArgumentError | None:
+    """The caller's mistake a request that does not encode is, or None if `exc` is not that."""
+    if not isinstance(exc, ENCODE_ERRORS) or isinstance(exc, OSError):
+        return None  # ssl.SSLCertVerificationError is a ValueError too
+    return InvalidArgumentError(
+        f"{call.method.name} request cannot be encoded: {exc}", method=call.method.path
+    )
+
+
+_CODEC = ClientCodec()
+
+
+def check_encodes(call: Call) -> None:
+    """Encode the request as `send_message` would and refuse it as the client
+    does if it cannot be; for a dry run, which answers without sending."""
+    try:
+        _CODEC.encode(call.request, call.method.request)
+    except ENCODE_ERRORS as exc:
+        err = cannot_encode(call, exc)
+        if err is None:
+            raise
+        raise err from None
 
 
 def _too_large(what: str, size: int, limit: int, option: str, method: str, note: str = "") -> Any:

@@ -44,7 +44,6 @@ from jdkit._exceptions import (
     ClientClosedError,
     ConfigError,
     DeadlineExceededError,
-    InvalidArgumentError,
     ProtocolError,
     WrongEventLoopError,
     map_error,
@@ -60,7 +59,15 @@ from jdkit._interceptors import (
 )
 from jdkit._options import DEFAULT_TIMEOUT, ClientOptions, check_timeout
 from jdkit._retry import DeadlineInterceptor, RetryInterceptor, RetryPolicy
-from jdkit._transport import Wire, heard_from, recv_message, send_message, user_agent
+from jdkit._transport import (
+    ENCODE_ERRORS,
+    Wire,
+    cannot_encode,
+    heard_from,
+    recv_message,
+    send_message,
+    user_agent,
+)
 
 if TYPE_CHECKING:
     from jdkit._dryrun import Journal
@@ -87,12 +94,11 @@ async def _send(stream: Any, call: Call, wire: Wire) -> None:
     """Send the request; a value that cannot be encoded is the caller's mistake."""
     try:
         await send_message(stream, call.request, wire, call.method.path)
-    except (UnicodeError, TypeError, AttributeError, ValueError, OverflowError) as exc:
-        if isinstance(exc, OSError):  # ssl.SSLCertVerificationError is a ValueError too
+    except ENCODE_ERRORS as exc:
+        err = cannot_encode(call, exc)
+        if err is None:
             raise
-        raise InvalidArgumentError(
-            f"{call.method.name} request cannot be encoded: {exc}", method=call.method.path
-        ) from None
+        raise err from None
 
 
 class JobDistributor(TaskMethods, HealthMethods):

@@ -14,6 +14,7 @@ from jdkit._dryrun._overlay import Overlay, _copy, _Reader, _to_labels, _View
 from jdkit._dryrun._reads import READS
 from jdkit._exceptions import RPCError, error_for_status
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
+from jdkit._transport import check_encodes
 from jdkit.pb import job, node, probation, protobuf
 
 
@@ -36,6 +37,9 @@ class DryRunInterceptor(Interceptor):
         return self.journal._overlay
 
     async def unary(self, call: Call, proceed: UnaryNext) -> Message:
+        # a request the client could not send is refused as the client refuses it,
+        # before anything is planned or answered from the overlay
+        check_encodes(call)
         name = call.method.name
         if not call.method.write:
             merge = READS.get(name)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import betterproto2
 
+from jdkit import _exports
 from jdkit._exceptions import ConfigError
 from jdkit._proto import cfm
 from jdkit._wsrpc._errors import NodeProtocolError
@@ -156,3 +157,6 @@ class NodeAnswers:
             raise
         p.answer, p.answer_error = word, None
         await self._notify()
+
+
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jdkit import _exports
 from jdkit._exceptions import JDError
 
 
@@ -67,3 +68,6 @@ class JDKeyMismatchError(NodeProtocolError):
 
 class NodeAlreadyConnectedError(NodeProtocolError):
     """The JD refused the connection because this node key already has one."""
+
+
+_exports.publish_lazy(globals())  # what jdkit imports from here on first use

@@ -57,17 +57,18 @@ NUL_IDS = [
     "job_unknown",
     "prop_x",
     "x" * 257,  # over the id cap
+    "\ud800",  # a lone surrogate: the request cannot be encoded
 ]
-NAMES = st.sampled_from(["n", "node-a", "", "a\x00b", "ümlaut", "n" * 257])
+NAMES = st.sampled_from(["n", "node-a", "", "a\x00b", "ümlaut", "n" * 257, "a\ud800"])
 LABEL_KEYS = st.sampled_from(["env", "tier", "region", "", "k\x00", "\x00"])
-LABEL_VALUES = st.sampled_from([None, "", "prod", "eu", "dev", "v\x00", "v" * 4097])
+LABEL_VALUES = st.sampled_from([None, "", "prod", "eu", "dev", "v\x00", "v" * 4097, "\udfff"])
 LABELS = st.lists(st.builds(label.Label, key=LABEL_KEYS, value=LABEL_VALUES), max_size=3)
 SELECTORS = st.lists(
     st.builds(
         label.Selector,
         key=st.sampled_from(["env", "tier", "region", "", "k\x00"]),
         op=st.sampled_from(list(label.SelectorOp)),
-        value=st.sampled_from([None, "", "prod", "eu", "prod, eu", "v\x00"]),
+        value=st.sampled_from([None, "", "prod", "eu", "prod, eu", "v\x00", "\ud800"]),
     ),
     max_size=2,
 )
@@ -85,6 +86,7 @@ NASTY_SPECS = [
     "externalJobID = 7\n",
     'externalJobID = "not-a-uuid"\n',
     f'externalJobID = "{EXT[0]}"\nname = "a\x00b"\n',
+    f'externalJobID = "{EXT[0]}"\nname = "a\ud800"\n',  # cannot be encoded
     # hypothesis raises the recursion limit while it runs, so go deeper than 400
     f'externalJobID = "{EXT[0]}"\nx = ' + "{a = " * 400 + "1" + "}" * 400 + "\n",
     f'externalJobID = "{EXT[0]}"\nx = ' + "{a = " * 5000 + "1" + "}" * 5000 + "\n",
@@ -103,6 +105,7 @@ POLICIES = st.sampled_from(
         protobuf.Struct(),
         protobuf.Struct.from_dict({"max": 1}),
         protobuf.Struct.from_dict({"a": "b"}),
+        protobuf.Struct.from_dict({"a": "\udfff"}),
     ]
 )
 

@@ -154,14 +154,11 @@ _LAZY: dict[str, str] = {
     "ReceivedProposal": "._wsrpc._answers",
     "ProposalPolicy": "._wsrpc._answers",
     "NodeKeyLike": "._wsrpc._keys",
-    # ... the node itself needs the `node` extra (websockets, pyOpenSSL)
+    # ... the node itself needs the `node` extra (websockets) when made
     **dict.fromkeys(
         ("SimulatedNode", "SimulatedFleet", "NodeBackoff", "NodeTiming"), "._wsrpc._api"
     ),
 }
-
-#: what an extra provides (a module's top-level name) -> the extra
-_EXTRAS = {"OpenSSL": "node", "websockets": "node"}
 
 
 def __getattr__(name: str) -> object:
@@ -171,15 +168,7 @@ def __getattr__(name: str) -> object:
     import importlib
 
     # the module publishes its names (jdkit._exports) as it loads
-    try:
-        value = getattr(importlib.import_module(module, __name__), name)
-    except ModuleNotFoundError as e:
-        extra = _EXTRAS.get((e.name or "").partition(".")[0])
-        if extra is None:
-            raise
-        raise ImportError(
-            f"jdkit.{name} needs the {extra!r} extra: pip install 'jdkit[{extra}]' ({e})"
-        ) from e
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 

@@ -27,8 +27,11 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+try:
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ModuleNotFoundError as exc:  # say which extra, not only which module
+    raise ImportError(f"jdkit.otel needs OpenTelemetry: pip install 'jdkit[otel]' ({exc})") from exc
 
 from jdkit import _exports, _tracing
 from jdkit._exceptions import RPCError

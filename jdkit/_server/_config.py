@@ -143,6 +143,9 @@ def node_port_available() -> bool:
 
 def import_nodeport() -> Any:
     try:
+        import OpenSSL  # noqa: F401 - the JD's TLS role (jdkit._wsrpc._tls imports it if present)
+        import websockets  # noqa: F401
+
         from jdkit._server import _nodeport
     except ImportError as exc:
         raise ConfigError(

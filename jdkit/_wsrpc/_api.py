@@ -1,4 +1,7 @@
-"""What `jdkit` exports from the node protocol (imported on first use: needs `jdkit[node]`)."""
+"""What `jdkit` exports from the node protocol (imported on first use).
+
+A `SimulatedNode` needs `jdkit[node]` when made; the errors and types do not.
+"""
 
 from __future__ import annotations
 

@@ -32,7 +32,13 @@ from jdkit._wsrpc._keys import NodeKeyLike, load_private_key, parse_public_hex, 
 from jdkit._wsrpc._lifecycle import StartStop
 from jdkit._wsrpc._rpc import DEFAULT_CALL_TIMEOUT, Endpoint
 from jdkit._wsrpc._tls import client_context
-from jdkit._wsrpc._ws import CLIENT_HANDSHAKE_TIMEOUT, CLIENT_MAX_SIZE, NodeTiming, WsConnection
+from jdkit._wsrpc._ws import (
+    CLIENT_HANDSHAKE_TIMEOUT,
+    CLIENT_MAX_SIZE,
+    NodeTiming,
+    WsConnection,
+    require_extra,
+)
 
 
 def _chain_config(cfg: Any) -> cfm.ChainConfig:
@@ -82,6 +88,7 @@ class SimulatedNode(StartStop, NodeConnection, NodeAnswers):
         max_size: int = CLIENT_MAX_SIZE,
         name: str = "",
     ) -> None:
+        require_extra("jdkit.SimulatedNode")  # websockets; raised here, not at import
         self._host, self._port = parse_address(jd_node_address)
         self.jd_node_address = jd_node_address
         self._jd_key = parse_public_hex(jd_public_key_hex, "jd_public_key_hex")

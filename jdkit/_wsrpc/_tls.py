@@ -26,7 +26,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from OpenSSL import SSL, crypto
+
+try:  # the JD's (server) role only, `node` extra; a node (client) needs stdlib ssl alone
+    from OpenSSL import SSL, crypto
+except ModuleNotFoundError as exc:
+    _missing: ModuleNotFoundError | None = exc
+else:
+    _missing = None
 
 from jdkit._wsrpc._keys import ed25519_key_from_spki, self_signed_cert
 
@@ -94,6 +100,10 @@ def _files(memfd: bool, *blobs: bytes) -> Iterator[list[str]]:
 def server_context(key: Ed25519PrivateKey, allowed: Callable[[bytes], bool]) -> SSL.Context:
     """TLS 1.3 only; our certificate from `key`; a client certificate is
     required and accepted only when `allowed(raw 32-byte ed25519 key)`."""
+    if _missing is not None:
+        raise ImportError(
+            f"the JD's node port needs the `node` extra: pip install 'jdkit[node]' ({_missing})"
+        ) from _missing
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_3_VERSION)
     ctx.set_max_proto_version(SSL.TLS1_3_VERSION)

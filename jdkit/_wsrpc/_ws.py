@@ -25,15 +25,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from websockets.client import ClientProtocol
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidStatus
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Request, Response
-from websockets.protocol import Protocol as WsProtocol
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-from websockets.uri import parse_uri
+try:  # the `node` extra: without it the names here import, and `require_extra` says what is missing
+    from websockets.client import ClientProtocol
+    from websockets.datastructures import Headers
+    from websockets.exceptions import InvalidStatus
+    from websockets.frames import Frame, Opcode
+    from websockets.http11 import Request, Response
+    from websockets.protocol import Protocol as WsProtocol
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+    from websockets.uri import parse_uri
+except ModuleNotFoundError as exc:
+    _missing: ModuleNotFoundError | None = exc
+else:
+    _missing = None
 
 log = logging.getLogger("jdkit.wsrpc")
 
@@ -44,6 +49,14 @@ CLIENT_MAX_SIZE = 100 * 1024 * 1024
 SERVER_MAX_SIZE = 10 * 1024 * 1024
 CLIENT_HANDSHAKE_TIMEOUT = 45.0
 SERVER_HANDSHAKE_TIMEOUT = 10.0
+
+
+def require_extra(what: str) -> None:
+    """Raise an ImportError naming `jdkit[node]` when websockets is not installed."""
+    if _missing is not None:
+        raise ImportError(
+            f"{what} needs the `node` extra: pip install 'jdkit[node]' ({_missing})"
+        ) from _missing
 
 
 class ByteStream(Protocol):

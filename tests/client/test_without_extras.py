@@ -1,33 +1,61 @@
-"""The node protocol's errors and plain types import without `jdkit[node]`;
-what needs the extra says which one to install."""
+"""Every public name imports without the optional extras (pyproject's
+optional-dependencies); what needs one says which to install when used."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BLOCK = """
+#: the top-level modules the extras provide
+OPTIONAL = (
+    *("OpenSSL", "websockets", "httpx", "aiobotocore", "jwt", "aiodocker"),
+    *("opentelemetry", "psycopg", "rich"),
+)
+
+BLOCK = f"""
 import sys, importlib.abc
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        if name.split('.')[0] in ('OpenSSL', 'websockets'):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        if name.split('.')[0] in {OPTIONAL!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
 sys.meta_path.insert(0, Block())
 """
 
 
-def test_node_errors_and_types_need_no_node_extra() -> None:
-    code = BLOCK + (
+def _run(code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + code], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_every_public_name_imports_without_any_extra() -> None:
+    out = _run(
+        "import importlib, jdkit\n"
+        "ns = {}\n"
+        "exec('from jdkit import *', ns)\n"
+        "for m in ('jdkit', 'jdkit.auth', 'jdkit.server', 'jdkit.testing', 'jdkit.pb',\n"
+        "          'jdkit.selectors', 'jdkit.display'):\n"
+        "    mod = importlib.import_module(m)\n"
+        "    for n in mod.__all__:\n"
+        "        getattr(mod, n)\n"
+        "import pydoc\n"
+        "pydoc.render_doc(jdkit, renderer=pydoc.plaintext)  # help(jdkit)\n"
+        "print(len(ns) > 50, ns['NodeProtocolError'].__module__)\n"
+    )
+    assert out.split() == ["True", "jdkit"]
+
+
+def test_what_needs_an_extra_names_it() -> None:
+    out = _run(
         "import jdkit\n"
-        "from jdkit import NodeProtocolError, WsrpcTimeoutError, ReceivedProposal, NodeKeyLike\n"
-        "assert issubclass(NodeProtocolError, jdkit.JDError)\n"
-        "assert NodeProtocolError.__module__ == 'jdkit'\n"
         "try:\n"
-        "    jdkit.SimulatedNode\n"
+        "    import jdkit.otel\n"
+        "except ImportError as e:\n"
+        "    print(e)\n"
+        "try:\n"
+        "    jdkit.SimulatedNode('127.0.0.1:1', '00' * 32, private_key=None)\n"
         "except ImportError as e:\n"
         "    print(e)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert "jdkit.SimulatedNode needs the 'node' extra: pip install 'jdkit[node]'" in out
+    assert "jdkit.otel needs OpenTelemetry: pip install 'jdkit[otel]'" in out
+    assert "jdkit.SimulatedNode needs the `node` extra: pip install 'jdkit[node]'" in out

@@ -271,6 +271,8 @@ class JobDistributor(TaskMethods, HealthMethods):
         view = JobDistributor(self._channel, opts.replace(dry_run=journal))
         view._owns_channel = False
         view._parent = self
+        if view._version_check is not None and self._version_check is not None:
+            view._version_check.share(self._version_check)  # one Version call per channel
         view._loop = self._loop
         return view
 

@@ -118,3 +118,12 @@ def test_help_names_no_private_module(label: str, obj: object) -> None:
     text = pydoc.plain(pydoc.render_doc(obj))
     private = set(re.findall(r"jdkit\._(?!proto\b)[\w.]+", text))
     assert not private, f"{label}: {sorted(private)}"
+
+
+def test_help_renders_generated_messages() -> None:
+    """help(jdkit.Selector) used to fail an assert inside betterproto2 (see jdkit/pb.py)."""
+    import jdkit
+
+    assert "class Selector" in pydoc.plain(pydoc.render_doc(jdkit.Selector))
+    for obj in (job.Job, jdkit.pb.node.Node, jdkit.pb.node, jdkit):
+        assert pydoc.plain(pydoc.render_doc(obj))

@@ -30,7 +30,7 @@ def _run(code: str) -> str:
 
 def test_every_public_name_imports_without_any_extra() -> None:
     out = _run(
-        "import importlib\n"
+        "import importlib, jdkit\n"
         "ns = {}\n"
         "exec('from jdkit import *', ns)\n"
         "for m in ('jdkit', 'jdkit.auth', 'jdkit.server', 'jdkit.testing', 'jdkit.pb',\n"
@@ -38,6 +38,8 @@ def test_every_public_name_imports_without_any_extra() -> None:
         "    mod = importlib.import_module(m)\n"
         "    for n in mod.__all__:\n"
         "        getattr(mod, n)\n"
+        "import pydoc\n"
+        "pydoc.render_doc(jdkit, renderer=pydoc.plaintext)  # help(jdkit)\n"
         "print(len(ns) > 50, ns['NodeProtocolError'].__module__)\n"
     )
     assert out.split() == ["True", "jdkit"]

@@ -333,7 +333,12 @@ def is_sensitive_key(key: str) -> bool:
     and the Docker provider's `jd_env` values masked in its errors.
     """
     key = key.lower().replace("_", "-")
-    return key.endswith("authorization") or any(part in key for part in _SENSITIVE_PARTS)
+    if key.endswith("authorization") or any(part in key for part in _SENSITIVE_PARTS):
+        return True
+    # a name ending in a `key` or `credential(s)` word (`SIGNING_KEY`,
+    # `x-hmac-key`): more often a secret than not, and masking a harmless value
+    # costs less than logging a secret one
+    return key.rsplit("-", 1)[-1] in ("key", "credential", "credentials")
 
 
 def register_metadata(metadata: Mapping[str, Any] | None) -> None:

@@ -164,11 +164,12 @@ def test_jd_env_secrets_are_the_keys_metadata_calls_secret() -> None:
         "DB_PASSWD": "passwd-SENTINEL",
         "SOME_API_KEY": "apikey-SENTINEL",
         "DATABASE_URL": "postgresql://jd:url-SENTINEL@db/jd",
+        "SIGNING_KEY": "signing-SENTINEL",
         "LOG_LEVEL": "debug-VISIBLE",
     }
     cfg = DockerConfig(jd_env=env)
     text = cfg.redact(" ".join(env.values()))
     assert "SENTINEL" not in text and "debug-VISIBLE" in text
-    assert text.count(REDACTED) == 4  # one placeholder, the one log records get
-    assert [k for k in env if is_sensitive_key(k)] == list(env)[:4]
+    assert text.count(REDACTED) == 5  # one placeholder, the one log records get
+    assert [k for k in env if is_sensitive_key(k)] == list(env)[:5]
     assert is_sensitive_key("x-cookie") and not is_sensitive_key("x-request-id")

@@ -153,7 +153,7 @@ class JobDistributor(TaskMethods, HealthMethods):
 
             dry = options.dry_run
             self.journal = dry if isinstance(dry, Journal) else Journal()
-            chain.append(DryRunInterceptor(self.journal))
+            chain.append(DryRunInterceptor(self.journal, max_send=options.max_send_message_size))
         chain.append(RetryInterceptor(self.retry_policy))
         if options.tracing is not False:
             chain.append(AttemptEvents())

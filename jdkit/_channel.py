@@ -15,6 +15,7 @@ from grpclib.config import Configuration
 from jdkit import _exports
 from jdkit._codec import ClientCodec
 from jdkit._exceptions import ConfigError
+from jdkit._redact import redact_url
 
 if TYPE_CHECKING:
     from jdkit._options import ClientOptions
@@ -38,10 +39,6 @@ class Target:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
-
-    @property
-    def is_loopback(self) -> bool:
-        return is_loopback(self.host)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -78,8 +75,8 @@ def parse_target(target: str) -> Target:
     if "@" in netloc:
         # user:password@host: refused (and never echoed), so it cannot end up
         # in a repr, a log line or an error; tokens go in auth=.
-        host_part = netloc.rsplit("@", 1)[1]
-        shown = f"{scheme}://***@{host_part}" if scheme else f"***@{host_part}"
+        shown = redact_url(f"{scheme or 'grpc'}://{netloc}", keep_user=False)
+        shown = shown if scheme else shown.partition("://")[2]
         raise ConfigError(
             "target",
             f"credentials in the address ({shown}) are not supported; "

@@ -10,7 +10,11 @@ its annotation) makes it `JD_<FIELD>` and the CLI's `--<field>` too.
 
 An object remembers which fields were given (`given()`), a default given
 explicitly included: those win over the environment (`from_env(**given)`),
-rather than whichever happen to differ from the defaults.
+rather than whichever happen to differ from the defaults. That record is part
+of what an object means, so it takes part in `==` (`ClientOptions(timeout=30.0)`
+is not `ClientOptions()`: under `JD_TIMEOUT` they connect differently), and
+`dataclasses.replace`, which passes every field to the constructor and so
+cannot say which it changed, is refused in favour of `options.replace()`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from jdkit import _exports
@@ -165,14 +169,35 @@ class ClientOptions:
         },
     )
 
+    # Not a field: `dataclasses.replace` passes it on (it copies every init
+    # parameter from the original, which holds the record under this name),
+    # and only it does, so its presence tells that call apart from a
+    # constructor call given every field.
+    _given: InitVar[frozenset[str] | None] = None
+
     def __new__(cls, *args: Any, **given: Any) -> Self:
         # Which fields the caller gave (a default given explicitly counts):
         # what they give wins over the environment (`given()`).
         self = super().__new__(cls)
-        object.__setattr__(self, "_given", frozenset(given))
+        object.__setattr__(self, "_given", frozenset(given) - {"_given"})
         return self
 
-    def __post_init__(self) -> None:
+    def __eq__(self, other: object) -> bool:
+        # The fields, and which were given: those win over the environment,
+        # so options given differently are different options.
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, ClientOptions)
+        return _given(self) == _given(other) and all(
+            getattr(self, name) == getattr(other, name) for name in self.names()
+        )
+
+    def __post_init__(self, _given: frozenset[str] | None) -> None:
+        if _given is not None:
+            raise TypeError(
+                "dataclasses.replace() cannot tell which options it changes (it passes them "
+                "all), and a given option wins over the environment: use options.replace(...)"
+            )
         if self.target is not None:
             parse_target(self.target)  # ConfigError("target", ...) naming the problem
         if self.tls is not None and not isinstance(self.tls, bool | TLSConfig):
@@ -259,7 +284,8 @@ class ClientOptions:
                 f"unknown client option(s) {', '.join(map(repr, unknown))}: not ClientOptions "
                 f"fields; ClientOptions has {', '.join(self.names())}"
             )
-        new = dataclasses.replace(self, **changes)
+        values = {name: getattr(self, name) for name in self.names()}
+        new = type(self)(**(values | changes))
         object.__setattr__(new, "_given", _given(self) | frozenset(changes))
         return new
 

@@ -310,22 +310,35 @@ def scrub(text: str, *secrets: str | None, placeholder: str = REDACTED) -> str:
 
 
 #: Substrings of a metadata key that mark its value as a credential.
+#: Words naming a credential in a key, `_` and `-` alike: gRPC metadata keys
+#: (`x-api-key`) and environment variable names (`EXTRA_TOKEN`, `DATABASE_URL`).
 _SENSITIVE_PARTS = (
     "token",
     "secret",
     "password",
     "passwd",
     "api-key",
-    "api_key",
     "apikey",
     "cookie",
+    "private-key",
+    "database-url",
 )
 
 
 def is_sensitive_key(key: str) -> bool:
-    """Whether a gRPC metadata key carries a credential (`authorization`, `x-api-key`, ...)."""
-    key = key.lower()
-    return key.endswith("authorization") or any(part in key for part in _SENSITIVE_PARTS)
+    """Whether a key names a credential: a gRPC metadata key (`authorization`,
+    `x-api-key`, ...) or an environment variable (`DATABASE_URL`, `*_SECRET`, ...).
+
+    The one such test: metadata values registered and shown as `[redacted]`,
+    and the Docker provider's `jd_env` values masked in its errors.
+    """
+    key = key.lower().replace("_", "-")
+    if key.endswith("authorization") or any(part in key for part in _SENSITIVE_PARTS):
+        return True
+    # a name ending in a `key` or `credential(s)` word (`SIGNING_KEY`,
+    # `x-hmac-key`): more often a secret than not, and masking a harmless value
+    # costs less than logging a secret one
+    return key.rsplit("-", 1)[-1] in ("key", "credential", "credentials")
 
 
 def register_metadata(metadata: Mapping[str, Any] | None) -> None:
@@ -347,14 +360,21 @@ def register_metadata(metadata: Mapping[str, Any] | None) -> None:
             register(credential, header_prefix=scheme + sep)
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, for logs, reprs and errors."""
+def redact_url(url: str, *, keep_user: bool = True) -> str:
+    """The URL with any password replaced by `[redacted]`, for logs, reprs and
+    errors; with `keep_user=False` the whole user part too (where a token may
+    be given as a bare user name)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if keep_user:
+        if parts.password is None:
+            return url
+        userinfo = (parts.username or "") + ":" + REDACTED
+    else:
+        userinfo = REDACTED
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))

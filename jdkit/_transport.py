@@ -114,16 +114,20 @@ def cannot_encode(call: Call, exc: Exception) -> InvalidArgumentError | None:
 _CODEC = ClientCodec()
 
 
-def check_encodes(call: Call) -> None:
+def check_encodes(call: Call, max_send: int | None = None) -> None:
     """Encode the request as `send_message` would and refuse it as the client
-    does if it cannot be; for a dry run, which answers without sending."""
+    does if it cannot be, or if it is over `max_send` (the client's
+    `max_send_message_size`); for a dry run, which answers without sending."""
     try:
-        _CODEC.encode(call.request, call.method.request)
+        data = _CODEC.encode(call.request, call.method.request)
     except ENCODE_ERRORS as exc:
         err = cannot_encode(call, exc)
         if err is None:
             raise
         raise err from None
+    if max_send is not None and len(data) > max_send:
+        path = call.method.path
+        raise _too_large("the request", len(data), max_send, "max_send_message_size", path)
 
 
 def _too_large(what: str, size: int, limit: int, option: str, method: str, note: str = "") -> Any:

@@ -35,13 +35,23 @@ def parse_version(field: str, text: str) -> tuple[int, int, int, int]:
 
 
 class VersionCheck(Interceptor):
-    """Outermost in the chain: the first call waits for one Version call and its verdict."""
+    """Outermost in the chain: the first call waits for one Version call and its verdict.
+
+    A dry-run view shares its client's channel, so its check takes the version
+    its client's check asked for (`share`): one Version call per client.
+    """
 
     def __init__(self, client: JobDistributor, minimum: str) -> None:
         self.client = client
         self.minimum = minimum
         self._wanted = parse_version("min_version", minimum)
-        self._check: asyncio.Future[None] | None = None
+        self._asked: asyncio.Future[str] | None = None  # the version JD reports
+        self._source = self  # whose Version call this check goes by
+        self._passed = False
+
+    def share(self, other: VersionCheck) -> None:
+        """Go by the version `other` (the check of the client a view is of) asks for."""
+        self._source = other._source
 
     async def unary(self, call: Call, proceed: UnaryNext) -> Message:
         if call.method.path != VERSION_PATH:
@@ -50,18 +60,20 @@ class VersionCheck(Interceptor):
 
     async def verify(self) -> None:
         """Check once (single-flight); a failed *call* is tried again next time."""
-        check = self._check
-        failed_call = (
-            check is not None
-            and check.done()
-            and (check.cancelled() or not isinstance(check.exception(), VersionError | None))
-        )
-        if check is None or failed_call:
-            check = self._check = asyncio.ensure_future(self._compare())
-        await asyncio.shield(check)
+        if not self._passed:
+            self._compare(await self._source._reported())
+            self._passed = True
 
-    async def _compare(self) -> None:
-        reported = (await self.client.version()).version
+    async def _reported(self) -> str:
+        asked = self._asked
+        if asked is None or (asked.done() and (asked.cancelled() or asked.exception())):
+            asked = self._asked = asyncio.ensure_future(self._ask())
+        return await asyncio.shield(asked)
+
+    async def _ask(self) -> str:
+        return (await self.client.version()).version
+
+    def _compare(self, reported: str) -> None:
         try:
             have = parse_version("version", reported)
         except ConfigError:

@@ -31,13 +31,17 @@ from typing import Any
 import click
 
 from jdkit._cli._app import CONTEXT, EPILOG, State, root_options
+from jdkit._cli._completion import completion
 from jdkit._cli._errors import describe, error_json, exit_code
+from jdkit._cli._health import health
 from jdkit._cli._jobs import jobs
-from jdkit._cli._misc import completion, health, keys, serve, version
+from jdkit._cli._keys import keys
 from jdkit._cli._node import node
 from jdkit._cli._nodes import nodes
 from jdkit._cli._proposals import proposals
 from jdkit._cli._rollout import wait
+from jdkit._cli._serve import serve
+from jdkit._cli._version import version
 from jdkit._exceptions import JDError
 from jdkit._tasks import ProposalWaitError
 

@@ -153,7 +153,7 @@ class JobDistributor(TaskMethods, HealthMethods):
 
             dry = options.dry_run
             self.journal = dry if isinstance(dry, Journal) else Journal()
-            chain.append(DryRunInterceptor(self.journal))
+            chain.append(DryRunInterceptor(self.journal, max_send=options.max_send_message_size))
         chain.append(RetryInterceptor(self.retry_policy))
         if options.tracing is not False:
             chain.append(AttemptEvents())
@@ -271,6 +271,8 @@ class JobDistributor(TaskMethods, HealthMethods):
         view = JobDistributor(self._channel, opts.replace(dry_run=journal))
         view._owns_channel = False
         view._parent = self
+        if view._version_check is not None and self._version_check is not None:
+            view._version_check.share(self._version_check)  # one Version call per channel
         view._loop = self._loop
         return view
 

@@ -12,6 +12,4 @@ enforce JD's rules without loading the client.
   a plan the caller carries out (the server in SQL, the dry run in its overlay).
 - `wire`: the strict protobuf wire check received bytes pass before they are
   parsed (the JD's gRPC requests, both ends of the node protocol).
-- `signals`: not a rule, but shared the same way: stopping a long-running
-  command on SIGINT/SIGTERM (`jdkit serve` and `jdkit node simulate`).
 """

@@ -29,8 +29,9 @@ class DryRunInterceptor(Interceptor):
     first read to the planned change), as JD decides each in a transaction.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, *, max_send: int | None = None) -> None:
         self.journal = journal
+        self.max_send = max_send  # the client's max_send_message_size: refused as if sent
 
     @property
     def _o(self) -> Overlay:
@@ -39,7 +40,7 @@ class DryRunInterceptor(Interceptor):
     async def unary(self, call: Call, proceed: UnaryNext) -> Message:
         # a request the client could not send is refused as the client refuses it,
         # before anything is planned or answered from the overlay
-        check_encodes(call)
+        check_encodes(call, self.max_send)
         name = call.method.name
         if not call.method.write:
             merge = READS.get(name)

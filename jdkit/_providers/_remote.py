@@ -76,9 +76,17 @@ class RemoteProvider(Provider):
         return self.options
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, /, **overrides: Any) -> RemoteProvider:
-        """A provider for `ClientOptions.from_env(env)` with `overrides` applied."""
-        return cls(_remote_options(ClientOptions.from_env(env, **overrides)))
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        /,
+        options: ClientOptions | None = None,
+        **overrides: Any,
+    ) -> RemoteProvider:
+        """A provider for `ClientOptions.from_env(env)` with `options` (the fields
+        given in it) and then `overrides` applied; those win over the environment."""
+        given = ClientOptions.of(options, **overrides).given()
+        return cls(_remote_options(ClientOptions.from_env(env, **given)))
 
     async def _start(self) -> JobDistributor:
         assert self.options.target is not None

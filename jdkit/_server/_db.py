@@ -291,7 +291,7 @@ class PostgresDatabase(Database):
             for c in conns:
                 await c.close()
             # libpq may quote the conninfo it could not parse: scrub the password
-            why = scrub(str(exc), *_url_secrets(url), placeholder="***")
+            why = scrub(str(exc), *_url_secrets(url))
             raise ConfigError(
                 "db", f"cannot connect to Postgres at {redact_url(url)}: {why}"
             ) from None

@@ -12,10 +12,10 @@ import os
 import sys
 from typing import Unpack
 
-from jdkit._core.signals import stop_on_signals
 from jdkit._server._config import ServeOptions
 from jdkit._server._db import is_memory
 from jdkit._server._embedded import EmbeddedJD, Starting
+from jdkit._signals import stop_on_signals
 
 #: GIL switch interval for a process that is a JD server (Python's default is 5 ms).
 SERVING_SWITCH_INTERVAL = 0.001

@@ -111,9 +111,15 @@ def external_job_id(spec: str) -> str:
 
 
 async def resolve_nodes(
-    jd: JobDistributor, nodes: NodesLike, opts: CallOptions
+    jd: JobDistributor, nodes: NodesLike, opts: CallOptions, *, enabled: bool | None = None
 ) -> tuple[list[str], str | None]:
-    """Node ids to propose to, and the selector text when a selector picked them."""
+    """Node ids (`nodes` as ids, Nodes, or the nodes a selector picks, `enabled`
+    ones only when True), and the selector text when a selector picked them.
+
+    The one resolver of `nodes=` (`propose`, `rollout_status`): an empty list
+    or selector is a `ConfigError` naming `nodes`, as an empty target set is a
+    mistake (an empty selector would pick every node).
+    """
     if isinstance(nodes, node.Node):
         return [nodes.id], None
     sels: list[label.Selector] | None = None
@@ -140,9 +146,7 @@ async def resolve_nodes(
     text = format_selectors(sels)
     if not sels:
         raise ConfigError("nodes", "an empty selector would pick every node; pass it explicitly")
-    picked = [n.id async for n in jd.iter_nodes(selector=sels, enabled=True, **opts)]
-    if not picked:
-        raise ConfigError("nodes", f"no enabled node matches {text!r}")
+    picked = [n.id async for n in jd.iter_nodes(selector=sels, enabled=enabled, **opts)]
     return picked, text
 
 
@@ -161,7 +165,9 @@ async def propose(
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ConfigError("chunk_size", f"must be a positive int, got {chunk_size!r}")
     job_labels = label_list(labels)
-    node_ids, _ = await resolve_nodes(jd, nodes, opts)
+    node_ids, text = await resolve_nodes(jd, nodes, opts, enabled=True)
+    if not node_ids:
+        raise ConfigError("nodes", f"no enabled node matches {text!r}")
     rollout = Rollout(external_job_id(spec), dry_run=jd.journal is not None)
     total = len(node_ids)
     done = 0

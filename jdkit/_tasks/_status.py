@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Unpack
 
 from jdkit._exceptions import NotFoundError
 from jdkit._tasks._requests import SelectorLike, id_list, selector_list
-from jdkit._tasks._rollout import NodesLike
+from jdkit._tasks._rollout import NodesLike, resolve_nodes
 from jdkit._tasks._waiters import parse_status, status_name
-from jdkit.pb import job, label, node
+from jdkit.pb import job
 
 if TYPE_CHECKING:
     from jdkit._client import CallOptions, JobDistributor
@@ -118,27 +118,6 @@ class RolloutStatus:
         return f"<RolloutStatus {len(self.rows)} rows: {counts or 'empty'}>"
 
 
-async def _node_ids(jd: JobDistributor, nodes: NodesLike, opts: CallOptions) -> list[str]:
-    if isinstance(nodes, node.Node):
-        return [nodes.id]
-    if isinstance(nodes, str | label.Selector) or (
-        isinstance(nodes, Sequence) and nodes and all(isinstance(n, label.Selector) for n in nodes)
-    ):
-        sels = selector_list(nodes)  # type: ignore[arg-type]
-        return [n.id async for n in jd.iter_nodes(selector=sels, **opts)]
-    ids: list[str] = []
-    for n in nodes:
-        if isinstance(n, node.Node):
-            ids.append(n.id)
-        elif isinstance(n, str):
-            ids.append(n)
-        else:
-            raise TypeError(
-                f"nodes: expected node ids, Nodes or a selector, got {type(n).__name__}"
-            )
-    return list(dict.fromkeys(ids))
-
-
 async def rollout_status(
     jd: JobDistributor,
     external_job_id: str | None = None,
@@ -153,7 +132,7 @@ async def rollout_status(
         raise TypeError(
             "rollout_status() needs an externalJobID, job_ids=, selector= (job labels) or nodes="
         )
-    node_ids = None if nodes is None else await _node_ids(jd, nodes, opts)
+    node_ids = None if nodes is None else (await resolve_nodes(jd, nodes, opts))[0]
     if node_ids is not None and not node_ids:
         return RolloutStatus(())
     jobs = [

@@ -15,8 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from jdkit._core.signals import stop_on_signals
 from jdkit._exceptions import ConfigError
+from jdkit._signals import stop_on_signals
 from jdkit._wsrpc._answers import ProposalPolicy, ReceivedProposal
 from jdkit._wsrpc._errors import NodeProtocolError
 from jdkit._wsrpc._keys import load_private_key, public_hex

@@ -103,10 +103,10 @@ class CognitoTokenSource:
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        secret = "<redacted>" if self._client_secret else "None"
+        secret = _redact.REDACTED if self._client_secret else "None"
         return (
             f"CognitoTokenSource(client_id={self.client_id!r}, username={self.username!r}, "
-            f"password=<redacted>, client_secret={secret}, region={self.region!r}, "
+            f"password={_redact.REDACTED}, client_secret={secret}, region={self.region!r}, "
             f"endpoint_url={self.endpoint_url!r})"
         )
 

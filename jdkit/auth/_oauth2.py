@@ -95,7 +95,7 @@ class OAuth2ClientCredentials:
     def __repr__(self) -> str:
         return (
             f"OAuth2ClientCredentials(token_url={self._where!r}, client_id={self.client_id!r}, "
-            f"client_secret=<redacted>, scope={self.scope!r}, audience={self.audience!r})"
+            f"client_secret={_redact.REDACTED}, scope={self.scope!r}, audience={self.audience!r})"
         )
 
     def _client(self) -> httpx.AsyncClient:

@@ -30,7 +30,7 @@ class Token:
 
     def __repr__(self) -> str:
         exp = "None" if self.expires_at is None else f"{self.expires_at:.0f}"
-        return f"Token(value=<redacted>, expires_at={exp})"
+        return f"Token(value={_redact.REDACTED}, expires_at={exp})"
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -74,7 +74,7 @@ class StaticToken:
         return self._token
 
     def __repr__(self) -> str:
-        return "StaticToken(<redacted>)"
+        return f"StaticToken({_redact.REDACTED})"
 
 
 # -- OAuth2 client credentials

@@ -30,8 +30,11 @@ def jd_server_factory(
 
     `server_options` go to `EmbeddedJD.start` (`db=`, `auth=`, `ssl=`,
     `csa_secret=`, ...). `reset` is recorded for client fixtures built on it:
-    they empty the server's state before each test.
+    they empty the server's state before each test. An unknown option is a
+    TypeError now, not when a test first uses the fixture.
     """
+    if server_options:  # (the plugin's own fixture has none: no server import then)
+        _check_server_options(server_options)
 
     def _jd_server() -> Iterator[ThreadedJD]:
         srv = ThreadedJD.start(**server_options)
@@ -48,6 +51,18 @@ def jd_server_factory(
         "or with real simulated nodes on its node port (`jd_nodes`, when started with node_port=)."
     )
     return pytest.fixture(scope=scope)(_jd_server)
+
+
+def _check_server_options(server_options: Mapping[str, Any]) -> None:
+    from jdkit.server import StartOptions
+
+    known = StartOptions.__required_keys__ | StartOptions.__optional_keys__
+    unknown = sorted(set(server_options) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown server option(s) {', '.join(map(repr, unknown))}: not EmbeddedJD "
+            f"keywords; EmbeddedJD takes {', '.join(sorted(known))}"
+        )
 
 
 def jd_client_factory(

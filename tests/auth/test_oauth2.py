@@ -214,5 +214,5 @@ def test_config_errors(kwargs: dict[str, str], field: str) -> None:
 
 def test_repr_hides_secret() -> None:
     src = OAuth2ClientCredentials("https://x/token?tenant=abc", CLIENT_ID, CLIENT_SECRET)
-    assert CLIENT_SECRET not in repr(src) and "<redacted>" in repr(src)
+    assert CLIENT_SECRET not in repr(src) and "[redacted]" in repr(src)
     assert "tenant" not in repr(src)

@@ -511,9 +511,12 @@ def test_sensitive_metadata_keys() -> None:
         "db-password",
         "cookie",
         "apikey",
+        "x-hmac-key",
+        "SIGNING_KEY",
+        "x-credentials",
     ):
         assert is_sensitive_key(key), key
-    for key in ("x-request-id", "x-trace", "user-agent", "grpc-timeout"):
+    for key in ("x-request-id", "x-trace", "user-agent", "grpc-timeout", "KEY_FILE", "x-keyring"):
         assert not is_sensitive_key(key), key
 
 

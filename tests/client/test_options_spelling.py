@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import gc
+import pickle
 import warnings
 from typing import Any
 
@@ -10,7 +13,12 @@ import pytest
 
 import jdkit
 from jdkit import ClientOptions, ConfigError, DockerConfig, DockerProvider, EmbeddedProvider
-from jdkit.testing import jd_client_factory, jd_docker_factory, jd_remote_factory
+from jdkit.testing import (
+    jd_client_factory,
+    jd_docker_factory,
+    jd_remote_factory,
+    jd_server_factory,
+)
 
 OPTS = ClientOptions(timeout=5)
 
@@ -38,6 +46,19 @@ def test_factories_take_options_by_keyword() -> None:
     jd_client_factory(options=OPTS)
     jd_remote_factory(options=OPTS)
     jd_docker_factory(options=OPTS)
+
+
+def test_remote_provider_from_env_takes_options_by_keyword() -> None:
+    env = {"JD_GRPC_URL": "127.0.0.1:1", "JD_TIMEOUT": "4"}
+    p = jdkit.RemoteProvider.from_env(env, options=ClientOptions(timeout=30.0), compression="gzip")
+    assert (p.options.timeout, p.options.compression) == (30.0, "gzip")
+    assert jdkit.RemoteProvider.from_env(env, options=OPTS).options.timeout == 5
+
+
+def test_server_factory_refuses_an_unknown_option_when_defined() -> None:
+    with pytest.raises(TypeError, match=r"'bogus'.*EmbeddedJD takes .*csa_secret"):
+        jd_server_factory(bogus=1)
+    jd_server_factory(db=":memory:", node_port=0)
 
 
 @pytest.mark.parametrize(
@@ -120,6 +141,26 @@ def test_given_tracks_constructor_replace_and_keywords() -> None:
     opts = ClientOptions.of(ClientOptions(timeout=1), compression="gzip")
     assert set(opts.given()) == {"timeout", "compression"}
     assert set(jdkit.RemoteConfig("h:1", timeout=2).given()) == {"target", "timeout"}
+
+
+def test_dataclasses_replace_is_refused_as_it_cannot_say_what_it_changed(
+    remote_env: Any,
+) -> None:
+    remote_env.setenv("JD_TOKEN", "tok")
+    for opts in (ClientOptions(), jdkit.RemoteConfig("h:1")):
+        with pytest.raises(TypeError, match=r"options\.replace\("):
+            dataclasses.replace(opts, compression="gzip")
+    opts = ClientOptions(timeout=1).replace(compression="gzip")
+    assert set(opts.given()) == {"timeout", "compression"}
+    assert jdkit.connect(options=opts).options.auth is not None  # JD_TOKEN still read
+
+
+def test_options_given_differently_are_not_equal() -> None:
+    assert ClientOptions(timeout=30.0) != ClientOptions()  # under JD_TIMEOUT they differ
+    assert ClientOptions(timeout=30.0) == ClientOptions().replace(timeout=30.0)
+    assert ClientOptions(timeout=1) != ClientOptions(timeout=2)
+    assert hash(ClientOptions(timeout=30.0)) == hash(ClientOptions())  # hash: the values
+    assert copy.deepcopy(OPTS) == OPTS and pickle.loads(pickle.dumps(OPTS)) == OPTS
 
 
 def test_remote_factory_options_win_over_the_environment() -> None:

@@ -4,6 +4,7 @@ with the node side answering through `EmbeddedJD.approve_proposal` & co."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -106,8 +107,12 @@ async def test_propose_reports_each_failed_node() -> None:
         assert not rollout.ok and len(rollout) == 4
         with pytest.raises(ConfigError, match="no enabled node matches 'env=staging'"):
             await jd.propose(spec(EXT), nodes="env=staging")
-        with pytest.raises(ConfigError, match="nodes"):
-            await jd.propose(spec(EXT), nodes=[])
+        empties: list[Any] = [[], "", ()]
+        for empty in empties:  # an empty target set is a mistake, for both callers
+            with pytest.raises(ConfigError, match=r"^nodes: "):
+                await jd.propose(spec(EXT), nodes=empty)
+            with pytest.raises(ConfigError, match=r"^nodes: "):
+                await jd.rollout_status(EXT, nodes=empty)
         with pytest.raises(ConfigError, match="chunk_size"):
             await jd.propose(spec(EXT), nodes="env=dev", chunk_size=0)
         from jdkit import InvalidArgumentError

@@ -31,3 +31,4 @@ def test_userinfo_in_a_target_is_a_config_error_that_does_not_show_it(target: st
         assert info.value.field == "target"
         assert PASSWORD not in str(info.value) and PASSWORD not in repr(info.value)
         assert "auth=" in str(info.value)
+        assert "[redacted]@" in str(info.value)  # redact_url's placeholder, as everywhere

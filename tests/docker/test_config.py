@@ -103,7 +103,7 @@ def test_secrets_are_random_per_config_and_never_in_repr() -> None:
     )
     for text in (repr(cfg), str(cfg), repr(DockerProvider(cfg))):
         assert "SENTINEL" not in text
-    assert "postgres_password=<redacted>" in repr(cfg)
+    assert "postgres_password=[redacted]" in repr(cfg)
 
 
 def test_redact_masks_every_spelling_of_the_secrets() -> None:
@@ -112,7 +112,7 @@ def test_redact_masks_every_spelling_of_the_secrets() -> None:
     assert url == "postgresql://jd:p%40ss%2Fw%3Ard@postgres:5432/jd"
     text = cfg.redact(f"url={url} raw=p@ss/w:rd secret={'c' * 64}")
     assert "p@ss" not in text and "p%40ss" not in text and "c" * 64 not in text
-    assert text.count("<redacted>") == 3
+    assert text.count("[redacted]") == 3
 
 
 def test_config_is_frozen_and_copies_its_inputs() -> None:
@@ -154,3 +154,22 @@ async def test_no_engine_is_a_provider_error_not_a_hang(tmp_path: Any) -> None:
     with pytest.raises(DockerProviderError, match="no Docker engine answers"):
         await provider.initialize()
     await provider.aclose()  # nothing to clean, and no error
+
+
+def test_jd_env_secrets_are_the_keys_metadata_calls_secret() -> None:
+    from jdkit._redact import REDACTED, is_sensitive_key
+
+    env = {
+        "X_COOKIE": "cookie-SENTINEL",
+        "DB_PASSWD": "passwd-SENTINEL",
+        "SOME_API_KEY": "apikey-SENTINEL",
+        "DATABASE_URL": "postgresql://jd:url-SENTINEL@db/jd",
+        "SIGNING_KEY": "signing-SENTINEL",
+        "LOG_LEVEL": "debug-VISIBLE",
+    }
+    cfg = DockerConfig(jd_env=env)
+    text = cfg.redact(" ".join(env.values()))
+    assert "SENTINEL" not in text and "debug-VISIBLE" in text
+    assert text.count(REDACTED) == 5  # one placeholder, the one log records get
+    assert [k for k in env if is_sensitive_key(k)] == list(env)[:5]
+    assert is_sensitive_key("x-cookie") and not is_sensitive_key("x-request-id")

@@ -59,7 +59,7 @@ async def test_jd_that_exits_at_start_raises_with_both_logs_and_no_secrets() -> 
     assert "jd-boom-marker" in message  # JD's log tail
     assert "--- postgres container log" in message
     assert "ready to accept connections" in message  # Postgres's log tail
-    assert "<redacted>" in message
+    assert "[redacted]" in message
     assert cfg.postgres_password not in message and cfg.csa_secret not in message
     await assert_nothing_left(provider.run_id)
 

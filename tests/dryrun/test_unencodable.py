@@ -109,3 +109,25 @@ async def test_a_dry_run_refuses_what_the_client_cannot_encode_as_the_client_doe
         await dry.register_node(node.RegisterNodeRequest(name="m", public_key="cd" * 32))
         assert sorted(x.name for x in (await dry.list_nodes()).nodes) == ["m", "n"]
         assert dry.journal.methods() == ["RegisterNode"]
+
+
+async def test_a_dry_run_refuses_a_request_over_max_send_message_size_as_the_client_does() -> None:
+    # the plan must not promise a write the client would refuse to send
+    from jdkit import ResourceExhaustedError
+
+    async with EmbeddedProvider(max_send_message_size=2000) as jd:
+        n = (await jd.register_node(node.RegisterNodeRequest(name="n", public_key="ab" * 32))).node
+        assert n is not None
+        big = job.ProposeJobRequest(node_id=n.id, spec=_spec("x" * 5000))
+        with pytest.raises(ResourceExhaustedError) as real:
+            await jd.propose_job(big)
+        dry = jd.with_dry_run()
+        assert dry.journal is not None
+        with pytest.raises(ResourceExhaustedError) as planned:
+            await dry.propose_job(big)
+        assert str(planned.value) == str(real.value)
+        assert "max_send_message_size" in str(planned.value)
+        assert len(dry.journal) == 0
+        # a request within the limit is still planned
+        await dry.propose_job(job.ProposeJobRequest(node_id=n.id, spec=_spec()))
+        assert dry.journal.methods() == ["ProposeJob"]

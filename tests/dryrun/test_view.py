@@ -6,9 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from jdkit import ClientOptions, ConfigError, EmbeddedProvider, Journal
+from jdkit import (
+    ClientOptions,
+    ConfigError,
+    EmbeddedProvider,
+    JobDistributor,
+    Journal,
+    VersionError,
+)
 from jdkit._interceptors import Call, Interceptor, Message, UnaryNext
+from jdkit._version import VERSION_PATH
 from jdkit.pb import node
+from jdkit.server import EmbeddedJD
 
 pytestmark = pytest.mark.asyncio
 
@@ -88,3 +97,26 @@ async def test_bad_options_are_refused_like_everywhere() -> None:
         with pytest.raises(ConfigError) as info:
             jd.with_dry_run(options="timeout=5")  # type: ignore[arg-type]
         assert info.value.field == "options"
+
+
+async def test_views_go_by_the_clients_version_check() -> None:
+    """A view shares its client's channel: one Version call answers the client and its views."""
+    async with (
+        EmbeddedJD.start() as srv,
+        JobDistributor.connect(srv.address, min_version="0.0.1") as jd,
+    ):
+
+        def version_calls() -> int:
+            return srv.calls.get(VERSION_PATH, 0)
+
+        first = jd.with_dry_run()
+        await first.list_nodes()  # a view's first call asks for the client
+        await jd.list_nodes()
+        for _ in range(3):
+            await jd.with_dry_run().list_nodes()
+        await first.with_dry_run().list_nodes()  # a view of a view
+        await jd.with_dry_run(min_version="0.0.2").list_nodes()  # its own minimum, same answer
+        assert version_calls() == 1
+        with pytest.raises(VersionError, match=r"99\.0"):
+            await jd.with_dry_run(min_version="99.0").list_nodes()
+        assert version_calls() == 1

@@ -33,6 +33,7 @@ CORE = (
     "jdkit._exports",
     "jdkit._methods",
     "jdkit._redact",
+    "jdkit._signals",  # SIGINT/SIGTERM for the long-running commands of both sides
     "jdkit._compression",
     "jdkit._codec",  # the generated fast codec, both ends of the gRPC API
     # the node protocol's transport, both ends (the JD's node port, SimulatedNode)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from jdkit._exceptions import ConfigError, JDError
 from jdkit._options import ClientOptions
-from jdkit._redact import scrub
+from jdkit._redact import REDACTED, is_sensitive_key, scrub
 
 ENV_JD_IMAGE = "CTF_JD_IMAGE"
 DEFAULT_POSTGRES_IMAGE = "postgres:16"
@@ -32,7 +32,6 @@ LOCAL_PREFIX = "jdkit/"
 
 PG_ALIAS = "postgres"
 PG_PORT = 5432
-_REDACTED = "<redacted>"
 
 _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:@+-]*$", re.IGNORECASE)
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -197,7 +196,7 @@ class DockerConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in ("postgres_password", "csa_secret"):
-                parts.append(f"{f.name}={_REDACTED}")
+                parts.append(f"{f.name}={REDACTED}")
             elif f.name == "jd_env":
                 parts.append(f"jd_env={{{', '.join(f'{k!r}: ...' for k in value)}}}")
             else:
@@ -216,14 +215,13 @@ class DockerConfig:
 
     def redact(self, text: str) -> str:
         """`text` with the password and the CSA secret (in any quoting) masked."""
-        env_secrets = (v for k, v in self.jd_env.items() if _looks_secret(k) and v)
+        env_secrets = (v for k, v in self.jd_env.items() if is_sensitive_key(k) and v)
         return scrub(
             text,
             self.postgres_password,
             quote(self.postgres_password),
             self.csa_secret,
             *env_secrets,
-            placeholder=_REDACTED,
         )
 
     def _reuse_key(self) -> str:
@@ -286,7 +284,3 @@ def provider_options(
             )
         opts = opts.replace(timeout=config.call_timeout)
     return config, opts
-
-
-def _looks_secret(key: str) -> bool:
-    return any(w in key.upper() for w in ("SECRET", "PASSWORD", "TOKEN", "KEY", "DATABASE_URL"))

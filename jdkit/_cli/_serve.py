@@ -1,4 +1,4 @@
-"""`serve`, `health`, `version`, `keys`, `completion`."""
+"""`jdkit serve`: run the embedded JD in the foreground until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import click
 
 from jdkit._cli._app import read_command, run, state
 from jdkit._cli._config import UsageError
-from jdkit._core.signals import stop_on_signals
-from jdkit._exceptions import JDError
+from jdkit._signals import stop_on_signals
 
 CSA_SECRET_VAR = "CSA_KEY_ENCRYPTION_SECRET"
 
@@ -167,112 +166,3 @@ def serve(
         return None
 
     return run(go())
-
-
-@click.command()
-@click.option("--service", default="", help="health service name (default: the server)")
-@read_command
-def health(service: str) -> int:
-    """Check the JD's gRPC health (exit status 1 unless SERVING)."""
-    st = state()
-    out = st.output()
-
-    async def go() -> int:
-        async with st.connect(out) as jd:
-            status = await jd.check_health(service)
-        name = status.name or str(int(status))
-        if out.json_mode:
-            out.json({"status": name})
-        else:
-            out.text(name)
-        return 0 if name == "SERVING" else 1
-
-    return run(go())
-
-
-@click.command()
-@read_command
-def version() -> int:
-    """Print jdkit's version and, with a URL, the JD's."""
-    from jdkit import __version__
-    from jdkit._cli._errors import describe
-
-    st = state()
-    out = st.output()
-
-    async def go() -> int:
-        server: str | None = None
-        error: str | None = None
-        try:
-            async with st.connect(out) as jd:
-                server = (await jd.version()).version
-        except UsageError:
-            pass  # no URL: only jdkit's own version
-        except JDError as exc:
-            error = describe(exc)
-        if out.json_mode:
-            data = {"jdkit": __version__, **({"server": server} if server is not None else {})}
-            out.json({**data, **({"error": error} if error else {})})
-        else:
-            out.text(f"jdkit {__version__}")
-            if server is not None:
-                out.text(f"server {server}")
-        if error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        return 0
-
-    return run(go())
-
-
-@click.group()
-def keys() -> None:
-    """JD's CSA keys."""
-
-
-@keys.command("list")
-@read_command
-def keys_list() -> int:
-    """List JD's CSA keypairs."""
-    st = state()
-    out = st.output()
-
-    async def go() -> None:
-        async with st.connect(out) as jd:
-            resp = await jd.list_keypairs()
-        out.result(resp)
-
-    return run(go())
-
-
-@keys.command("public")
-@read_command
-def keys_public() -> int:
-    """Print JD's CSA public key."""
-    st = state()
-    out = st.output()
-
-    async def go() -> None:
-        async with st.connect(out) as jd:
-            key = await jd.get_csa_public_key()
-        if out.json_mode:
-            out.json({"publicKey": key})
-        else:
-            out.text(key)
-
-    return run(go())
-
-
-@click.command()
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> int:
-    """Print the shell completion script: eval "$(jdkit completion bash)"."""
-    from click.shell_completion import get_completion_class
-
-    from jdkit._cli import cli
-
-    state().refuse_connection_flags("completion")
-    cls = get_completion_class(shell)
-    assert cls is not None
-    click.echo(cls(cli, {}, "jdkit", "_JDKIT_COMPLETE").source())
-    return 0

@@ -2,7 +2,8 @@
 
 Shared by the two processes that run until a signal: `jdkit serve` /
 `python -m jdkit._server` (the server side) and `jdkit node simulate` (the
-node side), which is why it sits in the core both sides may import.
+node side), which is why it is a core-level module both sides may import
+(not in `jdkit._core`, which holds JD's rules).
 """
 
 from __future__ import annotations

@@ -162,11 +162,19 @@ class TextField:
         return value
 
 
+def _annotation(hint: object) -> str:
+    """A field's type as its source spells it, whether still a string or
+    evaluated (jdkit._exports evaluates a public dataclass's): `float | None`."""
+    if isinstance(hint, str):
+        return hint
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
 def text_fields(fields: tuple[Field[Any], ...]) -> tuple[TextField, ...]:
     """The fields that can be given as text, with their parsers."""
     out = []
     for f in fields:
-        parse = f.metadata.get("text", _BY_ANNOTATION.get(str(f.type)))
+        parse = f.metadata.get("text", _BY_ANNOTATION.get(_annotation(f.type)))
         if parse is None:
             continue
         meta = f.metadata

@@ -81,3 +81,14 @@ def test_get_type_hints_on_the_regressed_classes() -> None:
     assert "request" in typing.get_type_hints(jdkit.Call)
     assert typing.get_type_hints(jdkit.JournalEntry)
     assert typing.get_type_hints(jdkit.SimulatedNode)["on_proposal"] == jdkit.ProposalPolicy
+
+
+def test_text_fields_read_evaluated_field_types() -> None:
+    """The CLI flags and JD_* variables come from the fields' types: the same
+    with the evaluated types as with the source strings they were made from."""
+    import jdkit
+    from jdkit._option_text import text_fields
+    from jdkit._options import TEXT_FIELDS
+
+    again = text_fields(dataclasses.fields(jdkit.ClientOptions))
+    assert [f.name for f in again] == [f.name for f in TEXT_FIELDS]

@@ -161,10 +161,21 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: 0.1 names that 0.2 renamed, for a pointer in the AttributeError
+_RENAMED = {
+    "sweep": "jdkit.sweep_docker",
+    "Backoff": "jdkit.NodeBackoff",
+    "Timing": "jdkit.NodeTiming",
+    "NotConnectedError": "jdkit.NodeNotConnectedError",
+    "KeyLike": "jdkit.NodeKeyLike",
+    "Policy": "jdkit.ProposalPolicy",
+}
+
+
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'jdkit' has no attribute {name!r}")
+        raise _exports.no_attribute("jdkit", name, _RENAMED)
     import importlib
 
     # the module publishes its names (jdkit._exports) as it loads

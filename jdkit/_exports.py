@@ -126,3 +126,11 @@ def public_dir(namespace: Mapping[str, object]) -> list[str]:
             if isinstance(v, ModuleType) and not n.startswith("_") and v.__name__.startswith(own)
         }
     )
+
+
+def no_attribute(module: str, name: str, renamed: Mapping[str, str]) -> AttributeError:
+    """The AttributeError for a missing name, pointing at its 0.2 name when
+    `name` is one 0.1 had (CHANGELOG.md, "Migration from 0.1")."""
+    new = renamed.get(name)
+    hint = f"; renamed to {new} in 0.2 (see the changelog)" if new else ""
+    return AttributeError(f"module {module!r} has no attribute {name!r}{hint}")

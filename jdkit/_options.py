@@ -24,11 +24,15 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from jdkit import _exports
 from jdkit._channel import Target, TLSConfig, parse_target
 from jdkit._compression import ENCODINGS
+
+# Imported at run time, not for type checkers only: a public dataclass's field
+# types must resolve (`typing.get_type_hints`, pydantic) in its own module.
+from jdkit._dryrun import Journal
 from jdkit._exceptions import ConfigError
 from jdkit._interceptors import Interceptor
 from jdkit._metadata import Metadata, check_metadata
@@ -36,10 +40,7 @@ from jdkit._option_text import parse_flag, parse_metadata, parse_retry, text_fie
 from jdkit._redact import register_metadata
 from jdkit._retry import RetryPolicy
 from jdkit._transport import DEFAULT_MAX_RECEIVE
-
-if TYPE_CHECKING:
-    from jdkit._dryrun import Journal
-    from jdkit.auth import TokenManager, TokenSource
+from jdkit.auth import TokenManager, TokenSource
 
 __all__ = ["DEFAULT_TIMEOUT", "TEXT_FIELDS", "ClientOptions", "check_metadata", "check_timeout"]
 

@@ -54,8 +54,11 @@ def simulate(
 ) -> int:
     """Connect to a JD as a node and answer its proposals until Ctrl-C.
 
-    The first line is the node's public key: register it with
-    `jdkit nodes register --public-key KEY` (the JD refuses unknown keys).
+    The first line is the node's public key. The JD refuses a key it does
+    not know, and this command then exits 1; so run it once with
+    `--key-file FILE` (the key is created and printed), register that key
+    with `jdkit nodes register --public-key KEY`, and run it again with the
+    same `--key-file`.
     """
     st = state()
     st.refuse_connection_flags("node simulate")

@@ -49,4 +49,16 @@ __all__ = [
 ]
 
 
+#: 0.1 names that 0.2 renamed, for a pointer in the AttributeError
+_RENAMED = {
+    "StaticTokens": "jdkit.server.StaticTokenVerifier",
+    "serve_forever": "jdkit.server.serve",
+    "AuthHook": "jdkit.server.Verifier",
+}
+
+
+def __getattr__(name: str) -> object:
+    raise _exports.no_attribute("jdkit.server", name, _RENAMED)
+
+
 _exports.publish_all(globals())  # help(), reprs, tracebacks name this module; dir()

@@ -14,14 +14,11 @@ from tests.helpers.public_api import public_objects
 
 #: Hints naming what the module imports for type checkers only, on purpose:
 #: the client side loaded on first use (layering: jdkit._wsrpc and the
-#: providers' base load no client; ClientOptions no dry-run journal), or an
+#: providers' base load no client), or an
 #: optional extra (httpx, aiodocker, rich) imported only when used. Each
 #: resolves at run time once that is imported; get_type_hints fails on it
 #: as it does on any TYPE_CHECKING-only name.
 LAZY = {
-    "jdkit.ClientOptions": "TokenSource",
-    "jdkit.ClientOptions.__init__": "TokenSource",
-    "jdkit.RemoteConfig": "TokenSource",
     "jdkit.JobDistributor.with_dry_run": "Journal",
     "jdkit.Provider.initialize": "JobDistributor",
     "jdkit.SimulatedFleet.__init__": "JobDistributor",

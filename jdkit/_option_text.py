@@ -16,8 +16,8 @@ import binascii
 import dataclasses
 import math
 import re
+import typing
 from collections.abc import Callable
-from dataclasses import Field
 from typing import Any
 
 from jdkit._exceptions import ConfigError
@@ -103,14 +103,14 @@ def parse_metadata(raw: str) -> dict[str, Any]:
     return out
 
 
-#: Parsers by annotation, for fields that do not name their own.
-_BY_ANNOTATION: dict[str, Parser] = {
-    "bool": parse_flag,
-    "bool | None": parse_flag,
-    "float": _seconds,
-    "float | None": _seconds_or_none,
-    "int | None": _bytes_or_none,
-    "str | None": _text_or_none,
+#: Parsers by field type, for fields that do not name their own.
+_BY_TYPE: dict[object, Parser] = {
+    bool: parse_flag,
+    bool | None: parse_flag,
+    float: _seconds,
+    float | None: _seconds_or_none,
+    int | None: _bytes_or_none,
+    str | None: _text_or_none,
 }
 
 
@@ -162,19 +162,12 @@ class TextField:
         return value
 
 
-def _annotation(hint: object) -> str:
-    """A field's type as its source spells it, whether still a string or
-    evaluated (jdkit._exports evaluates a public dataclass's): `float | None`."""
-    if isinstance(hint, str):
-        return hint
-    return hint.__name__ if isinstance(hint, type) else str(hint)
-
-
-def text_fields(fields: tuple[Field[Any], ...]) -> tuple[TextField, ...]:
-    """The fields that can be given as text, with their parsers."""
+def text_fields(cls: type) -> tuple[TextField, ...]:
+    """The fields of dataclass `cls` that can be given as text, with their parsers."""
+    hints = typing.get_type_hints(cls)  # evaluated types, however the source spells them
     out = []
-    for f in fields:
-        parse = f.metadata.get("text", _BY_ANNOTATION.get(_annotation(f.type)))
+    for f in dataclasses.fields(cls):
+        parse = f.metadata.get("text", _BY_TYPE.get(hints[f.name]))
         if parse is None:
             continue
         meta = f.metadata

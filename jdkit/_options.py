@@ -384,6 +384,6 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 
 #: The fields read from text: `JD_<FIELD>` variables and the CLI's flags.
-TEXT_FIELDS = text_fields(dataclasses.fields(ClientOptions))
+TEXT_FIELDS = text_fields(ClientOptions)
 
 _exports.publish_lazy(globals())  # what jdkit imports from here on first use

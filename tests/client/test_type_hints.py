@@ -87,5 +87,5 @@ def test_text_fields_read_evaluated_field_types() -> None:
     from jdkit._option_text import text_fields
     from jdkit._options import TEXT_FIELDS
 
-    again = text_fields(dataclasses.fields(jdkit.ClientOptions))
+    again = text_fields(jdkit.ClientOptions)
     assert [f.name for f in again] == [f.name for f in TEXT_FIELDS]

@@ -232,15 +232,16 @@ def node_labels(i: int) -> list[label.Label]:
 
 
 @contextlib.asynccontextmanager
-async def server_process(token: str | None = TOKEN) -> AsyncIterator[str]:
-    """An embedded JD in a child process (its own interpreter and core); yields
-    its address. The child exits when we close its stdin."""
-    args = [sys.executable, "-m", "benchmarks._server"]
-    if token:
-        args += ["--token", token]
+async def server_child(*flags: str) -> AsyncIterator[tuple[list[str], int]]:
+    """`benchmarks._server` in a child process (its own interpreter and core);
+    yields the words of its first line and its pid. The child exits when we
+    close its stdin."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     proc = await asyncio.create_subprocess_exec(
-        *args,
+        sys.executable,
+        "-m",
+        "benchmarks._server",
+        *flags,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         cwd=ROOT,
@@ -251,14 +252,21 @@ async def server_process(token: str | None = TOKEN) -> AsyncIterator[str]:
         line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
         if not line.startswith("LISTENING "):
             raise RuntimeError(f"benchmark server did not start: {line!r}")
-        yield line.split()[1]
+        yield line.split(), proc.pid
     finally:
         proc.stdin.close()
         try:
-            await asyncio.wait_for(proc.wait(), 20)
+            await asyncio.wait_for(proc.wait(), 30)
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def server_process(token: str | None = TOKEN) -> AsyncIterator[str]:
+    """An embedded JD in a child process; yields its address."""
+    async with server_child(*(["--token", token] if token else [])) as (words, _pid):
+        yield words[1]
 
 
 def jdkit_client(addr: str, *, interceptors: Sequence[Interceptor] = ()) -> JobDistributor:

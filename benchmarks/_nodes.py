@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import gc
 import os
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from benchmarks._common import server_child
 from jdkit import JobDistributor, SimulatedFleet
 from jdkit.pb import job
 
@@ -50,31 +50,10 @@ def rss_kib(pid: int | None = None) -> int:
 @contextlib.asynccontextmanager
 async def node_server() -> AsyncIterator[tuple[str, str, int]]:
     """(gRPC address, node address, pid) of an embedded JD in a child process."""
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "benchmarks._server",
-        "--node-port",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": path},
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
-        parts = line.split()
-        if len(parts) != 4 or parts[0] != "LISTENING" or parts[2] != "NODES":
-            raise RuntimeError(f"benchmark server did not start: {line!r}")
-        yield parts[1], parts[3], proc.pid
-    finally:
-        proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+    async with server_child("--node-port") as (words, pid):
+        if len(words) != 4 or words[2] != "NODES":
+            raise RuntimeError(f"benchmark server did not start: {' '.join(words)!r}")
+        yield words[1], words[3], pid
 
 
 def _spec() -> str:
